@@ -1,0 +1,432 @@
+"""The base estimator every sknovelty detector derives from.
+
+It owns everything that is not the paper: input validation and shapes, devices, seeding,
+batching, the skorch training engine, score normalisation and the decision threshold,
+and persistence. A method supplies three things:
+
+* ``_build_module(sample_shape)``: its PyTorch network(s) as one ``nn.Module``;
+* ``_build_criterion()``: an ``nn.Module`` whose ``forward(output, x)`` is the training loss
+  and whose ``per_sample(output, x)`` returns the paper's novelty terms per sample
+  (a dict of 1-D tensors, higher = more novel);
+* ``_novelty_terms``: which of those terms the novelty score adds up after min-max
+  normalisation on held-out normal data.
+"""
+
+import copy
+import math
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.history import History
+from skorch.helper import predefined_split
+from skorch.utils import to_tensor
+
+__all__ = ["BaseDeepDetector", "TrainingDivergedError", "resolve_device"]
+
+
+#: Training data up to this many bytes is moved to the device once, before the first epoch,
+#: so that no host-to-device copy happens inside the training loop.
+DEVICE_DATA_LIMIT = 1 << 30
+
+#: Adam's fused kernel (one pass over all parameters) runs on CPU from torch 2.4 on.
+_FUSED_ADAM = ({"optimizer__fused": True}
+               if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4) else {})
+
+_RANK_NAMES = {1: "vectors (n, d)", 3: "images (n, C, H, W)", 4: "video clips (n, C, T, H, W)"}
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the fit is abandoned instead of kept."""
+
+
+def resolve_device(device):
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other strings are checked."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a valid torch device string") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available; "
+                         "use device='cpu' or 'auto'")
+    return str(parsed)
+
+
+def batch_bounds(n, batch_size):
+    """``(start, stop)`` of consecutive batches; a trailing one-row batch joins its neighbour.
+
+    BatchNorm cannot normalise a single training row, so a last batch of one is avoided.
+    """
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n]))
+
+
+def check_positive_ints(name, value, allow_empty=False):
+    """Validate a tuple of positive ints (network widths)."""
+    ok = isinstance(value, (tuple, list)) and (allow_empty or len(value) > 0) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
+    if not ok:
+        raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {value!r}")
+
+
+class TensorData(torch.utils.data.Dataset):
+    """A dataset over one tensor of samples (the detectors are trained without targets)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], 0
+
+
+class BatchIterator:
+    """Yield ``(X[batch], None)`` by slicing one tensor: no per-sample Python work.
+
+    The shuffle order comes from ``generator`` (a seeded ``torch.Generator``), so training is
+    reproducible without touching the global RNG.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
+        self.X, self.batch_size = dataset.X, batch_size
+        self.shuffle, self.generator = shuffle, generator
+
+    def __len__(self):
+        return len(batch_bounds(len(self.X), self.batch_size))
+
+    def __iter__(self):
+        X = self.X
+        if self.shuffle:
+            X = X[torch.randperm(len(X), generator=self.generator).to(X.device)]
+        for start, stop in batch_bounds(len(X), self.batch_size):
+            yield X[start:stop], None
+
+
+class DivergenceGuard(Callback):
+    """Raise :class:`TrainingDivergedError` as soon as a batch loss is not finite."""
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"the {'training' if training else 'validation'} loss became {value} in epoch "
+                f"{len(net.history)}; lower learning_rate or rescale the input")
+
+
+class DetectorNet(NeuralNet):
+    """skorch net for unsupervised training: the criterion compares the output with the input."""
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return self.criterion_(y_pred, to_tensor(X, device=self.device))
+
+
+class BaseDeepDetector(OutlierMixin, BaseEstimator):
+    """Base class of the deep novelty detectors (not used directly).
+
+    Subclasses list all their parameters in ``__init__`` (scikit-learn convention); the
+    common ones are documented here and repeated in each subclass.
+
+    Common parameters
+    -----------------
+    epochs : int
+        Number of passes over the training data.
+    batch_size : int
+        Mini-batch size for training and the chunk size for scoring (memory stays bounded by
+        it, whatever the number of samples scored).
+    learning_rate : float
+        Adam learning rate.
+    validation_fraction : float in [0, 1)
+        Share of the (normal) training rows held out: the normalisation constants of the score
+        and ``offset_`` are computed on it, and skorch reports ``valid_loss`` on it (so
+        ``EarlyStopping`` works). With 0 they are computed on the training rows.
+    contamination : float in (0, 0.5]
+        Expected share of outliers: ``offset_`` is the ``100 * contamination`` percentile of the
+        held-out scores.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    random_state : int, RandomState instance or None
+        Seeds weight initialisation, the validation split and the batch order. Fitting twice
+        with the same integer on CPU gives identical scores.
+    verbose : int
+        0 silent; 1 prints skorch's table with one line per epoch.
+    image_shape : tuple (C, H, W) or None
+        Interpret flat rows ``(n, C*H*W)`` as images, so images pass through scikit-learn
+        pipelines as 2-D arrays.
+    callbacks : list of skorch callbacks or None
+        Extra skorch callbacks (e.g. ``EarlyStopping``, ``LRScheduler``, ``ProgressBar``),
+        copied at every fit.
+    """
+
+    _parameter_constraints: dict = {
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "image_shape": [None, tuple, list],
+        "callbacks": [None, list],
+    }
+
+    #: per-sample ranks the method supports: 1 vectors, 3 images, 4 clips.
+    _sample_ranks = (1, 3)
+    #: names of the per-sample terms the novelty score adds up (after normalisation).
+    _novelty_terms = ("rec",)
+
+    # ------------------------------------------------------------------ method hooks
+    def _build_module(self, sample_shape):
+        raise NotImplementedError
+
+    def _build_criterion(self):
+        raise NotImplementedError
+
+    def _check_hyperparameters(self):
+        """Validate method-specific parameters that ``_parameter_constraints`` cannot express."""
+
+    # ------------------------------------------------------------------ input handling
+    def _validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, allow_nd=True,
+                          dtype=[np.float64, np.float32])
+        if reset:
+            self.sample_shape_ = self._sample_shape_of(X)
+        elif X.shape[1:] != self.sample_shape_ and not (
+            X.ndim == 2 and X.shape[1] == math.prod(self.sample_shape_)
+        ):
+            raise ValueError(f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} "
+                             f"was fitted on samples of shape {self.sample_shape_}")
+        with np.errstate(over="ignore"):
+            X = np.ascontiguousarray(X.reshape((len(X), *self.sample_shape_)), dtype=np.float32)
+        if not np.isfinite(X).all():
+            raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
+        return X
+
+    def _sample_shape_of(self, X):
+        shape = tuple(X.shape[1:])
+        if self.image_shape is not None:
+            image = tuple(self.image_shape)
+            if len(image) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in image):
+                raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {self.image_shape!r}")
+            image = tuple(int(s) for s in image)
+            if X.ndim == 2 and X.shape[1] != math.prod(image):
+                raise ValueError(f"image_shape={image} needs {math.prod(image)} columns, "
+                                 f"but X has {X.shape[1]}")
+            if X.ndim > 2 and shape != image:
+                raise ValueError(f"X has samples of shape {shape}, but image_shape={image}")
+            shape = image
+        if len(shape) not in self._sample_ranks:
+            accepted = ", ".join(_RANK_NAMES[r] for r in self._sample_ranks)
+            raise ValueError(f"{type(self).__name__} accepts {accepted}; "
+                             f"got X of shape {X.shape}")
+        return shape
+
+    @staticmethod
+    def _normal_rows(X, y):
+        """Rows labelled +1 when ``y`` holds +1/-1 labels; all rows otherwise."""
+        if y is None:
+            return X
+        y = column_or_1d(y)
+        check_consistent_length(X, y)
+        labels = set(np.unique(y).tolist())
+        if not labels <= {1, -1}:
+            warnings.warn(f"y holds labels {sorted(labels, key=str)[:5]} other than +1 (normal) "
+                          "and -1 (anomaly); it is ignored and every row is used for training",
+                          UserWarning, stacklevel=3)
+            return X
+        if 1 not in labels:
+            raise ValueError("y marks no row as normal (+1): there is nothing to train on")
+        return X[y == 1]
+
+    # ------------------------------------------------------------------ fitting
+    def _make_net(self, module, *, train_split=None, generator=None):
+        return DetectorNet(
+            module=module, criterion=self._build_criterion(),
+            optimizer=torch.optim.Adam, lr=self.learning_rate, **_FUSED_ADAM,
+            max_epochs=self.epochs, batch_size=self.batch_size,
+            iterator_train=BatchIterator, iterator_train__shuffle=True,
+            iterator_train__generator=generator, iterator_valid=BatchIterator,
+            train_split=train_split,
+            callbacks=[("divergence_guard", DivergenceGuard())]
+            + copy.deepcopy(list(self.callbacks or [])),
+            device=self.device_, verbose=int(self.verbose),
+        )
+
+    def fit(self, X, y=None):
+        """Train on normal data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d), (n, C, H, W), (n, C, T, H, W) or (n, C*H*W) with
+            ``image_shape``
+            Normal training samples.
+        y : array-like of shape (n,) with values in {+1, -1}, optional
+            When given, only the rows labelled +1 (normal) are used, so that
+            ``cross_val_score(det, X, y, scoring="roc_auc")`` on labelled data trains on the
+            normal rows of each fold. Labels other than +1/-1 are ignored with a warning.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._check_hyperparameters()
+        X = self._normal_rows(self._validate_X(X, reset=True), y)
+        n = len(X)
+        n_val = math.ceil(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        if n - n_val < 2:
+            raise ValueError(f"{type(self).__name__} needs at least {2 + (n_val > 0)} normal "
+                             f"samples to fit (2 to train, 1 held out); got n_samples = {n}")
+        self.device_ = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        order = np.random.RandomState(seed).permutation(n)
+        to_dev = self.device_ if X.nbytes <= DEVICE_DATA_LIMIT else "cpu"
+        X_train = torch.from_numpy(X[order[n_val:]]).to(to_dev)
+        X_val = torch.from_numpy(X[order[:n_val]]).to(to_dev) if n_val else None
+        cuda = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            module = self._build_module(self.sample_shape_)
+            self.net_ = self._make_net(
+                module,
+                train_split=predefined_split(TensorData(X_val)) if n_val else None,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            self.net_.fit(TensorData(X_train))
+        self.net_.module_.eval()
+        self._set_reference((X_val if n_val else X_train).cpu().numpy())
+        return self
+
+    def _set_reference(self, X_ref):
+        """Fix normalisation constants and ``offset_`` on held-out normal rows."""
+        terms = self._raw_components(X_ref)
+        self.normalization_ = {k: (float(terms[k].min()), float(terms[k].max()))
+                               for k in self._novelty_terms}
+        self.offset_ = float(np.percentile(self._combine(terms), 100 * self.contamination))
+
+    # ------------------------------------------------------------------ scoring
+    def _raw_components(self, X):
+        """Per-sample terms for validated float32 ``X``, scored in fixed-size chunks.
+
+        Every forward pass sees exactly ``batch_size`` rows (the last chunk is zero-padded), so
+        a sample's score is bit-identical whatever else is scored with it. Terms are kept in
+        float64 on the device and copied to the host once.
+        """
+        module, criterion, device = self.net_.module_, self.net_.criterion_, self.net_.device
+        n, size = len(X), self.batch_size
+        X = torch.from_numpy(X)
+        out = {}
+        with torch.inference_mode():
+            for start in range(0, n, size):
+                xb = X[start:start + size]
+                k = len(xb)
+                if k < size:
+                    xb = torch.cat([xb, xb.new_zeros((size - k, *xb.shape[1:]))])
+                xb = xb.to(device)
+                for name, value in criterion.per_sample(module(xb), xb).items():
+                    if name not in out:
+                        out[name] = torch.empty(n, dtype=torch.float64, device=device)
+                    out[name][start:start + k] = value[:k]
+        out = {name: value.cpu().numpy() for name, value in out.items()}
+        bad = [name for name, value in out.items() if not np.isfinite(value).all()]
+        if bad:
+            raise ValueError(f"non-finite {', '.join(bad)} terms: the input is far outside the "
+                             "range seen in training (rescale X)")
+        return out
+
+    def _combine(self, terms):
+        """``-sum_k (t_k - min_k) / (max_k - min_k)`` over the novelty terms (higher = normal)."""
+        novelty = np.zeros(len(next(iter(terms.values()))))
+        for name in self._novelty_terms:
+            low, high = self.normalization_[name]
+            novelty += (terms[name] - low) / (high - low if high > low else 1.0)
+        return -novelty
+
+    def score_components(self, X):
+        """The paper's raw novelty terms per sample (higher = more novel).
+
+        Returns
+        -------
+        dict of str -> ndarray of shape (n,)
+        """
+        check_is_fitted(self)
+        return self._raw_components(self._validate_X(X, reset=False))
+
+    def score_samples(self, X):
+        """Normality score: minus the normalised novelty score (higher = more normal).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
+        return self._combine(self.score_components(X))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    # ------------------------------------------------------------------ persistence
+    #: fitted attributes (JSON-serialisable) that ``save`` stores besides the weights.
+    _fitted_attributes = ("n_features_in_", "sample_shape_", "normalization_", "offset_", "device_")
+
+    def save(self, path):
+        """Write hyperparameters (JSON) and weights (tensors) to ``path``.
+
+        The file opens with ``torch.load(weights_only=True)``: loading never runs code.
+        ``callbacks`` are not stored. See :func:`sknovelty.io.load`.
+        """
+        from .io import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path, device=None):
+        """Load a model written by :meth:`save` (see :func:`sknovelty.io.load`)."""
+        from .io import load
+
+        model = load(path, device=device)
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def _restore(self, fitted, module_state, criterion_state, history):
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self.sample_shape_ = tuple(self.sample_shape_)
+        self.normalization_ = {k: tuple(v) for k, v in self.normalization_.items()}
+        try:
+            self.device_ = resolve_device(self.device)
+        except ValueError:
+            warnings.warn(f"device={self.device!r} is not available here; loading on CPU",
+                          UserWarning, stacklevel=3)
+            self.device_ = "cpu"
+        with torch.random.fork_rng(devices=[]):
+            module = self._build_module(self.sample_shape_)
+        module.load_state_dict(module_state)
+        self.net_ = self._make_net(module).initialize()
+        self.net_.criterion_.load_state_dict(criterion_state)
+        self.net_.history = History(history)
+        self.net_.module_.eval()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "net_" in self.__dict__:
+            # skorch maps CUDA tensors to the CPU when CUDA is missing: follow it.
+            self.device_ = str(self.net_.device)

@@ -1,0 +1,254 @@
+"""Baselines the papers compare against, as ready scikit-learn outlier detectors.
+
+* :class:`AutoencoderDetector`: LSA's autoencoder without the density estimator, scored by
+  reconstruction error (the DAE row of LSA's table 1 when ``noise_std > 0``).
+* :class:`WhitenedOneClassSVM` and :class:`WhitenedKDE`: OC-SVM and a Gaussian kernel density
+  estimate on PCA-whitened features, as LSA (sec. 4.1) uses them. scikit-learn's
+  ``KernelDensity`` is a density estimator, not an outlier detector; the wrapper adds
+  ``decision_function``/``predict`` and a contamination threshold.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.decomposition import PCA
+from sklearn.neighbors import KernelDensity
+from sklearn.svm import OneClassSVM
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from .base import BaseDeepDetector
+from .lsa import check_autoencoder_parameters, reconstruction_error
+from .nn import build_autoencoder
+
+
+class AutoencoderModule(nn.Module):
+    """LSA's encoder and decoder alone; Gaussian input noise while training if ``noise_std > 0``."""
+
+    def __init__(self, sample_shape, latent_dim, hidden_dim, conv_channels, noise_std=0.0):
+        super().__init__()
+        self.encoder, self.decoder = build_autoencoder(sample_shape, latent_dim, hidden_dim,
+                                                       conv_channels)
+        self.noise_std = noise_std
+
+    def forward(self, x):
+        if self.training and self.noise_std > 0:
+            x = x + self.noise_std * torch.randn_like(x)
+        return (self.decoder(self.encoder(x)),)
+
+
+class ReconstructionLoss(nn.Module):
+    """Mean over the batch of ``||x - x_rec||^2`` (the REC term of LSA's eq. 4 alone)."""
+
+    def per_sample(self, output, x):
+        return {"rec": reconstruction_error(output[0], x)}
+
+    def forward(self, output, x):
+        return self.per_sample(output, x)["rec"].mean()
+
+
+class AutoencoderDetector(BaseDeepDetector):
+    """Autoencoder novelty detector scored by reconstruction error.
+
+    The networks are those of :class:`~sknovelty.LatentAutoregressiveDetector` (same encoder,
+    decoder and parameters) without the autoregressive estimator; the novelty score is the
+    squared reconstruction error, min-max scaled on held-out normal data.
+
+    Parameters
+    ----------
+    latent_dim : int, default=64
+    hidden_dim : int, default=64
+    conv_channels : tuple of int, default=(32, 64)
+        As in :class:`~sknovelty.LatentAutoregressiveDetector`.
+    noise_std : float, default=0.0
+        Standard deviation of Gaussian noise added to training inputs (a denoising autoencoder
+        when > 0; the target stays the clean input).
+    epochs, batch_size, learning_rate, validation_fraction, contamination, device,
+    random_state, verbose, image_shape, callbacks
+        See :class:`~sknovelty.base.BaseDeepDetector`.
+
+    Attributes
+    ----------
+    net_, normalization_, offset_, sample_shape_, device_, n_features_in_
+        As in :class:`~sknovelty.LatentAutoregressiveDetector`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sknovelty import AutoencoderDetector
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> X = StandardScaler().fit_transform(X)
+    >>> det = AutoencoderDetector(latent_dim=8, epochs=5, random_state=0).fit(X[y == 1])
+    >>> det.score_samples(X[:2]).shape
+    (2,)
+    """
+
+    def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
+                 epochs=100, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
+                 contamination=0.1, device="auto", random_state=None, verbose=0,
+                 image_shape=None, callbacks=None):
+        self.latent_dim = latent_dim
+        self.hidden_dim = hidden_dim
+        self.conv_channels = conv_channels
+        self.noise_std = noise_std
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.image_shape = image_shape
+        self.callbacks = callbacks
+
+    _parameter_constraints = {
+        **BaseDeepDetector._parameter_constraints,
+        "latent_dim": [numbers.Integral],
+        "hidden_dim": [numbers.Integral],
+        "conv_channels": [tuple, list],
+        "noise_std": [Interval(numbers.Real, 0, None, closed="left")],
+    }
+
+    def _check_hyperparameters(self):
+        check_autoencoder_parameters(self)
+
+    def _build_module(self, sample_shape):
+        return AutoencoderModule(sample_shape, self.latent_dim, self.hidden_dim,
+                                 tuple(self.conv_channels), self.noise_std)
+
+    def _build_criterion(self):
+        return ReconstructionLoss()
+
+
+class _WhitenedDetector(OutlierMixin, BaseEstimator):
+    """PCA whitening followed by a classic scorer; ``offset_`` from the training scores."""
+
+    _parameter_constraints: dict = {
+        "n_components": [None, Interval(numbers.Integral, 1, None, closed="left"),
+                         Interval(numbers.Real, 0, 1, closed="neither")],
+        "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+    }
+
+    def fit(self, X, y=None):
+        """Fit PCA whitening and the scorer on ``X`` (flattened; ``y`` is ignored)."""
+        self._validate_params()
+        X = validate_data(self, X, allow_nd=True, ensure_min_samples=2)
+        X = X.reshape(len(X), -1)
+        n_components = self.n_components
+        if isinstance(n_components, numbers.Integral):
+            n_components = min(n_components, *X.shape)
+        self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
+        self.model_ = self._make_model().fit(self.pca_.transform(X))
+        self.offset_ = float(np.percentile(self._raw_score(self.pca_.transform(X)),
+                                           100 * self.contamination))
+        return self
+
+    def score_samples(self, X):
+        """Normality score (higher = more normal)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, allow_nd=True, reset=False)
+        return self._raw_score(self.pca_.transform(X.reshape(len(X), -1)))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+
+class WhitenedOneClassSVM(_WhitenedDetector):
+    """One-class SVM on PCA-whitened features (LSA sec. 4.1 baseline).
+
+    Parameters
+    ----------
+    n_components : int, float in (0, 1) or None, default=32
+        PCA components kept (int, capped at the data size), or share of variance (float).
+    nu : float, default=0.1
+    gamma : "scale", "auto" or float, default="scale"
+    contamination : float, default=0.1
+        ``offset_`` is this percentile of the training scores.
+
+    Attributes
+    ----------
+    pca_ : PCA
+    model_ : OneClassSVM
+    offset_ : float
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknovelty import WhitenedOneClassSVM
+    >>> X, y = load_digits(return_X_y=True)
+    >>> WhitenedOneClassSVM(n_components=16).fit(X[y == 0]).predict(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        **_WhitenedDetector._parameter_constraints,
+        "nu": [Interval(numbers.Real, 0, 1, closed="right")],
+        "gamma": [StrOptions({"scale", "auto"}), Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, n_components=32, nu=0.1, gamma="scale", contamination=0.1):
+        self.n_components = n_components
+        self.nu = nu
+        self.gamma = gamma
+        self.contamination = contamination
+
+    def _make_model(self):
+        return OneClassSVM(nu=self.nu, gamma=self.gamma)
+
+    def _raw_score(self, Z):
+        return self.model_.score_samples(Z)
+
+
+class WhitenedKDE(_WhitenedDetector):
+    """Gaussian kernel density estimate on PCA-whitened features (LSA sec. 4.1 baseline).
+
+    ``score_samples`` is the log-density under the KDE fitted to the training data.
+
+    Parameters
+    ----------
+    n_components : int, float in (0, 1) or None, default=32
+        PCA components kept (int, capped at the data size), or share of variance (float).
+    bandwidth : float, "scott" or "silverman", default="scott"
+    contamination : float, default=0.1
+
+    Attributes
+    ----------
+    pca_ : PCA
+    model_ : KernelDensity
+    offset_ : float
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknovelty import WhitenedKDE
+    >>> X, y = load_digits(return_X_y=True)
+    >>> WhitenedKDE(n_components=16).fit(X[y == 0]).score_samples(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        **_WhitenedDetector._parameter_constraints,
+        "bandwidth": [StrOptions({"scott", "silverman"}),
+                      Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, n_components=32, bandwidth="scott", contamination=0.1):
+        self.n_components = n_components
+        self.bandwidth = bandwidth
+        self.contamination = contamination
+
+    def _make_model(self):
+        return KernelDensity(kernel="gaussian", bandwidth=self.bandwidth)
+
+    def _raw_score(self, Z):
+        return self.model_.score_samples(Z)

@@ -1,0 +1,17 @@
+"""PyTorch building blocks shared by the sknovelty detectors."""
+
+from .autoencoders import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, build_autoencoder
+from .autoregressive import AutoregressiveEstimator, MaskedFullyConnected
+from .blocks import ResidualDown2d, ResidualUp2d
+
+__all__ = [
+    "AutoregressiveEstimator",
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
+    "MaskedFullyConnected",
+    "ResidualDown2d",
+    "ResidualUp2d",
+    "build_autoencoder",
+]

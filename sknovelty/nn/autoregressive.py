@@ -1,0 +1,69 @@
+"""Masked autoregressive layers for a latent vector (LSA, sec. 3.1, eq. 6).
+
+The estimator ``h`` maps a code ``z`` in ``[0, 1]^d`` to ``d`` categorical distributions,
+the ``i``-th depending on ``z_<i`` only (eq. 3). Each Masked Fully Connection (MFC) is a
+single matrix product with a fixed connectivity mask over the flattened
+``(feature, channel)`` layout: no loop over latent dimensions.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .blocks import LEAKY_SLOPE
+
+
+def mfc_mask(n_features, in_channels, out_channels, mask_type):
+    """Connectivity of eq. 6 as a boolean ``(d*co, d*ci)`` matrix.
+
+    Output feature ``i`` sees input feature ``j`` when ``j < i`` (type ``"A"``) or
+    ``j <= i`` (type ``"B"``). Flat index = ``feature * channels + channel``.
+    """
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    i = torch.arange(n_features).repeat_interleave(out_channels)[:, None]
+    j = torch.arange(n_features).repeat_interleave(in_channels)[None, :]
+    return j < i if mask_type == "A" else j <= i
+
+
+class MaskedFullyConnected(nn.Module):
+    """MFC layer: ``(n, d, ci) -> (n, d, co)`` with the autoregressive mask of eq. 6.
+
+    The mask is applied to the weight in the forward pass (``W * M``), so optimiser updates
+    to masked entries can never leak information.
+    """
+
+    def __init__(self, n_features, in_channels, out_channels, mask_type):
+        super().__init__()
+        self.n_features, self.out_channels = n_features, out_channels
+        self.linear = nn.Linear(n_features * in_channels, n_features * out_channels)
+        # a float mask multiplies faster than a boolean one (no dtype promotion per step)
+        mask = mfc_mask(n_features, in_channels, out_channels, mask_type)
+        self.register_buffer("mask", mask.to(self.linear.weight.dtype), persistent=False)
+
+    def forward(self, h):
+        out = F.linear(h.flatten(1), self.linear.weight * self.mask, self.linear.bias)
+        return out.view(h.shape[0], self.n_features, self.out_channels)
+
+
+class AutoregressiveEstimator(nn.Module):
+    """``h(z)``: MFC-A(1->c0), MFC-B layers, MFC-B(->n_bins) logits of shape ``(n, d, B)``.
+
+    Intermediate layers are LeakyReLU activated; the output is left as logits (the softmax of
+    eq. 11 is applied inside the loss, as a log-softmax).
+    """
+
+    def __init__(self, n_features, channels=(32, 32, 32, 32), n_bins=100):
+        super().__init__()
+        widths = (1, *channels, n_bins)
+        self.layers = nn.ModuleList(
+            MaskedFullyConnected(n_features, ci, co, "A" if k == 0 else "B")
+            for k, (ci, co) in enumerate(zip(widths[:-1], widths[1:]))
+        )
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+
+    def forward(self, z):
+        h = z.unsqueeze(-1)
+        for layer in self.layers[:-1]:
+            h = self.act(layer(h))
+        return self.layers[-1](h)

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from sknovelty import AutoencoderDetector, LatentAutoregressiveDetector
+
+TINY_NET = dict(latent_dim=4, hidden_dim=8, conv_channels=(4, 8), epochs=2, batch_size=16,
+                random_state=0, device="cpu")
+
+
+def tiny_lsa(**kw):
+    return LatentAutoregressiveDetector(**{**TINY_NET, "n_bins": 8, "estimator_channels": (4, 4), **kw})
+
+
+def tiny_ae(**kw):
+    return AutoencoderDetector(**{**TINY_NET, **kw})
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from sknovelty.datasets import load_digits_images
+
+    return load_digits_images()
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    rng = np.random.RandomState(0)
+    return rng.normal(size=(120, 5)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def fitted_lsa(blobs):
+    return tiny_lsa(epochs=3).fit(blobs)

@@ -1,0 +1,233 @@
+"""Behaviour of the base estimator through LSA: validation, invariances, determinism,
+labels in fit, persistence, pipelines, devices."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from skorch.callbacks import Callback
+
+from sknovelty import LatentAutoregressiveDetector, TrainingDivergedError, load
+from sknovelty.metrics import auroc_scorer
+
+from .conftest import tiny_ae, tiny_lsa
+
+
+def _snapshot(model):
+    state = {k: v.clone() for k, v in model.net_.module_.state_dict().items()}
+    return state, dict(model.normalization_), model.offset_
+
+
+def _assert_unchanged(model, snap):
+    state, norm, offset = snap
+    for k, v in model.net_.module_.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert model.normalization_ == norm and model.offset_ == offset
+
+
+def test_not_fitted_error(blobs):
+    with pytest.raises(NotFittedError):
+        tiny_lsa().score_samples(blobs)
+
+
+def test_too_few_samples_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs at least 3 normal samples"):
+        tiny_lsa().fit(np.zeros((2, 3)))
+
+
+def test_video_clips_are_rejected_with_a_clear_error():
+    with pytest.raises(ValueError, match=r"accepts vectors \(n, d\), images"):
+        tiny_lsa().fit(np.zeros((4, 1, 2, 4, 4)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["nan", "inf", "huge", "features", "ndim", "string"]),
+    row=st.integers(0, 9), col=st.integers(0, 4),
+)
+def test_bad_input_gives_clear_error_and_leaves_model_unchanged(fitted_lsa, blobs, kind, row, col):
+    snap = _snapshot(fitted_lsa)
+    before = fitted_lsa.score_samples(blobs[:10])
+    X = blobs[:10].astype(object if kind == "string" else np.float64).copy()
+    if kind == "nan":
+        X[row, col] = np.nan
+    elif kind == "inf":
+        X[row, col] = -np.inf
+    elif kind == "huge":
+        X[row, col] = 1e300
+    elif kind == "features":
+        X = X[:, : col % 4 + 1]
+    elif kind == "ndim":
+        X = X[row]
+    else:
+        X[row, col] = "abc"
+    messages = {"nan": "NaN", "inf": "infinity", "huge": "too large", "features": "features",
+                "ndim": "Expected 2D array", "string": "could not convert"}
+    for method in (fitted_lsa.score_samples, fitted_lsa.predict, fitted_lsa.score_components):
+        with pytest.raises(ValueError, match=messages[kind]):
+            method(X)
+    _assert_unchanged(fitted_lsa, snap)
+    np.testing.assert_array_equal(fitted_lsa.score_samples(blobs[:10]), before)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(perm_seed=st.integers(0, 2**16), size=st.integers(1, 60))
+def test_scores_do_not_depend_on_batch_composition(fitted_lsa, blobs, perm_seed, size):
+    full = fitted_lsa.score_samples(blobs)
+    idx = np.random.RandomState(perm_seed).permutation(len(blobs))[:size]
+    np.testing.assert_array_equal(fitted_lsa.score_samples(blobs[idx]), full[idx])
+
+
+def test_scoring_chunk_size_changes_scores_only_by_rounding(fitted_lsa, blobs):
+    import copy
+
+    other = copy.deepcopy(fitted_lsa).set_params(batch_size=7)
+    np.testing.assert_allclose(other.score_samples(blobs), fitted_lsa.score_samples(blobs), rtol=1e-5)
+
+
+def test_same_seed_same_scores_other_seed_other_scores(blobs):
+    a = tiny_lsa(random_state=3).fit(blobs).score_samples(blobs)
+    b = tiny_lsa(random_state=3).fit(blobs).score_samples(blobs)
+    c = tiny_lsa(random_state=4).fit(blobs).score_samples(blobs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_leaves_global_torch_rng_alone(blobs):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny_lsa().fit(blobs)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fit_with_labels_trains_on_normal_rows_only(blobs):
+    y = np.where(np.arange(len(blobs)) % 3 == 0, -1, 1)
+    X = blobs.copy()
+    X[y == -1] += 50.0  # anomalies far away: they would dominate the fit if used
+    with_y = tiny_lsa().fit(X, y).score_samples(X)
+    normal_only = tiny_lsa().fit(X[y == 1]).score_samples(X)
+    np.testing.assert_array_equal(with_y, normal_only)
+
+
+def test_fit_with_non_outlier_labels_warns(blobs):
+    with pytest.warns(UserWarning, match="ignored"):
+        tiny_lsa().fit(blobs, np.arange(len(blobs)) % 2)
+    with pytest.raises(ValueError, match="no row as normal"):
+        tiny_lsa().fit(blobs, -np.ones(len(blobs)))
+
+
+def test_diverging_fit_raises(blobs):
+    with pytest.raises(TrainingDivergedError, match="loss became"):
+        tiny_lsa().fit(blobs * 1e20)
+
+
+def test_offset_flags_contamination_share_of_held_out_rows(blobs):
+    det = tiny_lsa(contamination=0.25, validation_fraction=0.5).fit(blobs)
+    # the threshold is the 25th percentile of held-out normal scores
+    assert np.mean(det.predict(blobs) == -1) == pytest.approx(0.25, abs=0.15)
+    assert det.predict(blobs).dtype.kind == "i"
+
+
+def test_flat_rows_with_image_shape_equal_image_input(digits):
+    X, y = digits
+    X0 = X[y == 0][:60]
+    as_images = tiny_lsa().fit(X0).score_samples(X[:30])
+    as_rows = tiny_lsa(image_shape=(1, 8, 8)).fit(X0.reshape(60, -1)).score_samples(X[:30].reshape(30, -1))
+    np.testing.assert_array_equal(as_images, as_rows)
+    with pytest.raises(ValueError, match="needs 72 columns, but X has 64"):
+        tiny_lsa(image_shape=(1, 8, 9)).fit(X0.reshape(60, -1))
+
+
+@pytest.mark.parametrize("factory", [tiny_lsa, tiny_ae])
+def test_pickle_joblib_and_save_load_round_trips(factory, digits, tmp_path):
+    X, y = digits
+    det = factory().fit(X[y == 1][:80])
+    expected = det.score_samples(X[:40])
+    comps = det.score_components(X[:40])
+    restored = [pickle.loads(pickle.dumps(det))]
+    joblib.dump(det, tmp_path / "m.joblib")
+    restored.append(joblib.load(tmp_path / "m.joblib"))
+    det.save(tmp_path / "m.pt")
+    restored.append(load(tmp_path / "m.pt"))
+    restored.append(type(det).load(tmp_path / "m.pt", device="cpu"))
+    for other in restored:
+        np.testing.assert_array_equal(other.score_samples(X[:40]), expected)
+        assert other.get_params() == det.get_params()
+        for k in comps:
+            np.testing.assert_array_equal(other.score_components(X[:40])[k], comps[k])
+    # the file is plain tensors and strings: it opens without unpickling code
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(payload) == {"meta", "history", "module", "criterion"}
+    assert len(restored[-1].net_.history) == det.epochs
+
+
+def test_load_rejects_a_foreign_file(tmp_path):
+    torch.save({"meta": '{"format": "other"}'}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not an sknovelty model"):
+        load(tmp_path / "x.pt")
+
+
+def test_pipeline_and_grid_search(digits):
+    X, y = digits
+    X = X.reshape(len(X), -1)
+    mask = np.isin(y, [0, 1])
+    Xs, ys = X[mask][:200], np.where(y[mask][:200] == 0, 1, -1)
+    pipe = Pipeline([("pca", PCA(8)), ("det", tiny_lsa())])
+    assert pipe.fit(Xs[ys == 1]).predict(Xs).shape == (len(Xs),)
+    search = GridSearchCV(tiny_lsa(), {"lam": [0.0, 1.0], "n_bins": [4, 8]}, scoring=auroc_scorer,
+                          cv=StratifiedKFold(2, shuffle=True, random_state=0), error_score="raise")
+    search.fit(Xs, ys)
+    assert set(search.best_params_) == {"lam", "n_bins"}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_verbose_prints_one_line_per_epoch(blobs, capsys):
+    tiny_lsa(verbose=1, epochs=3).fit(blobs)
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "valid_loss" in out
+    assert sum(line.strip().startswith(("1 ", "2 ", "3 ")) for line in out.splitlines()) == 3
+
+
+def test_user_callbacks_run(blobs):
+    class Count(Callback):
+        def initialize(self):
+            self.epochs_seen = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs_seen += 1
+
+    det = tiny_lsa(callbacks=[("count", Count())], epochs=3).fit(blobs)
+    assert dict(det.net_.callbacks_)["count"].epochs_seen == 3
+    assert det.callbacks[0][1].__dict__.get("epochs_seen") is None  # the parameter is not touched
+
+
+def test_invalid_hyperparameters_are_rejected(blobs):
+    for bad in (dict(n_bins=1), dict(estimator_channels=()), dict(lam=-1.0), dict(epochs=0),
+                dict(device="gpu-of-dreams")):
+        with pytest.raises(ValueError):
+            tiny_lsa(**bad).fit(blobs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_scores_like_cpu_and_loads_on_cpu(digits, tmp_path):
+    X, y = digits
+    det = tiny_lsa(device="cuda").fit(X[y == 0][:100])
+    assert det.device_.startswith("cuda")
+    assert next(det.net_.module_.parameters()).is_cuda
+    scores = det.score_samples(X[:50])
+    on_cpu = pickle.loads(pickle.dumps(det))  # skorch keeps CUDA weights where CUDA exists
+    np.testing.assert_allclose(on_cpu.score_samples(X[:50]), scores, rtol=1e-6)
+    det.save(tmp_path / "gpu.pt")
+    cpu = load(tmp_path / "gpu.pt", device="cpu")
+    assert not next(cpu.net_.module_.parameters()).is_cuda
+    np.testing.assert_allclose(cpu.score_samples(X[:50]), scores, rtol=1e-4, atol=1e-4)
