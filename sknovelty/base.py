@@ -126,8 +126,28 @@ class DivergenceGuard(Callback):
                 f"{len(net.history)}; lower learning_rate or rescale the input")
 
 
+def full_float32():
+    """Context in which cuDNN convolutions run in true float32 (no TF32).
+
+    TF32 (cuDNN's default on Ampere and later) perturbs the code z by ~1e-3, which moves
+    values across LSA's quantisation bins: CUDA and CPU scores would then disagree.
+    """
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                       deterministic=cudnn.deterministic, allow_tf32=False)
+
+
 class DetectorNet(NeuralNet):
-    """skorch net for unsupervised training: the criterion compares the output with the input."""
+    """skorch net for unsupervised training: the criterion compares the output with the input.
+
+    The module and criterion instances passed as parameters are the trained ones, so they are
+    pickled like ``module_`` (mapped to the CPU when CUDA is missing at load time).
+    """
+
+    def initialize(self):
+        super().initialize()
+        self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, "module", "criterion"]
+        return self
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.criterion_(y_pred, to_tensor(X, device=self.device))
@@ -305,7 +325,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 train_split=predefined_split(TensorData(X_val)) if n_val else None,
                 generator=torch.Generator().manual_seed(seed),
             )
-            self.net_.fit(TensorData(X_train))
+            with full_float32():
+                self.net_.fit(TensorData(X_train))
+        self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()
         self._set_reference((X_val if n_val else X_train).cpu().numpy())
         return self
@@ -329,7 +351,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         n, size = len(X), self.batch_size
         X = torch.from_numpy(X)
         out = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), full_float32():
             for start in range(0, n, size):
                 xb = X[start:start + size]
                 k = len(xb)

