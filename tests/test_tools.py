@@ -1,0 +1,59 @@
+"""Metrics, datasets, and the benchmark script as a user runs it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sknovelty.datasets import load_digits_images, load_mnist_5k, one_class_split
+from sknovelty.metrics import auroc, auroc_scorer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_auroc_treats_normal_as_positive():
+    y = np.array([1, 1, -1, -1])
+    assert auroc(y, [0.9, 0.8, 0.1, 0.2]) == 1.0
+    assert auroc(y, [0.1, 0.2, 0.9, 0.8]) == 0.0
+    with pytest.raises(ValueError, match="both present"):
+        auroc(np.ones(4), [0.1, 0.2, 0.3, 0.4])
+
+
+def test_auroc_scorer_uses_decision_function():
+    from sknovelty import WhitenedKDE
+
+    X, y = load_digits_images()
+    X = X.reshape(len(X), -1)
+    det = WhitenedKDE(n_components=8).fit(X[y == 0])
+    labels = np.where(y == 0, 1, -1)
+    assert auroc_scorer(det, X, labels) == auroc(labels, det.decision_function(X)) > 0.9
+
+
+def test_datasets_shapes_and_ranges():
+    X, y = load_mnist_5k()
+    assert X.shape == (5000, 1, 28, 28) and X.dtype == np.float32
+    assert 0 <= X.min() and X.max() <= 1 and np.bincount(y).tolist() == [500] * 10
+    Xd, yd = load_digits_images()
+    assert Xd.shape == (1797, 1, 8, 8) and Xd.max() <= 1
+
+
+def test_one_class_split_protocol():
+    X, y = load_digits_images()
+    X_train, X_test, y_test = one_class_split(X, y, 4, test_size=0.25, random_state=0)
+    assert set(np.unique(y_test)) == {1, -1}
+    assert len(X_train) + (y_test == 1).sum() == (y == 4).sum()
+    # the test part holds every class in its share
+    assert len(X_test) == pytest.approx(0.25 * len(X), abs=1)
+    with pytest.raises(ValueError, match="not among the labels"):
+        one_class_split(X, y, 11)
+
+
+def test_benchmark_script_writes_table_and_plot(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "one_class.py"), "--seeds", "0", "--classes",
+           "0", "1", "--epochs", "1", "--methods", "LSA", "AE", "OC-SVM", "KDE", "--out", str(tmp_path)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    table = (tmp_path / "one_class_mnist.md").read_text()
+    assert "| **mean** |" in table and "LSA REC" in table and "command:" in table
+    assert (tmp_path / "one_class_mnist.png").stat().st_size > 10_000
