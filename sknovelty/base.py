@@ -301,7 +301,25 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For invalid input or hyperparameters.
+        TrainingDivergedError
+            When the training loss becomes NaN or infinite.
+
+        A fit that raises leaves the estimator exactly as it was before the call.
         """
+        before = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X, y):
         self._validate_params()
         self._check_hyperparameters()
         X = self._normal_rows(self._validate_X(X, reset=True), y)

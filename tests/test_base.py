@@ -78,6 +78,37 @@ def test_bad_input_gives_clear_error_and_leaves_model_unchanged(fitted_lsa, blob
     np.testing.assert_array_equal(fitted_lsa.score_samples(blobs[:10]), before)
 
 
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["nan", "inf", "huge", "few", "ndim", "string", "labels"]),
+       row=st.integers(0, 9), col=st.integers(0, 4))
+def test_failed_refit_leaves_fitted_model_unchanged(fitted_lsa, blobs, kind, row, col):
+    snap, attrs = _snapshot(fitted_lsa), dict(fitted_lsa.__dict__)
+    X, y = blobs[:10].astype(object if kind == "string" else np.float64).copy(), None
+    if kind in ("nan", "inf", "huge"):
+        X[row, col] = {"nan": np.nan, "inf": np.inf, "huge": 1e300}[kind]
+    elif kind == "few":
+        X = X[:2]
+    elif kind == "ndim":
+        X = X[row]
+    elif kind == "string":
+        X[row, col] = "abc"
+    else:
+        y = -np.ones(len(X))
+    with pytest.raises(ValueError):
+        fitted_lsa.fit(X, y)
+    assert fitted_lsa.__dict__ == attrs
+    _assert_unchanged(fitted_lsa, snap)
+
+
+def test_diverged_refit_leaves_fitted_model_unchanged(fitted_lsa, blobs):
+    attrs = dict(fitted_lsa.__dict__)
+    before = fitted_lsa.score_samples(blobs)
+    with pytest.raises(TrainingDivergedError):
+        fitted_lsa.fit(blobs * 1e20)
+    assert fitted_lsa.__dict__ == attrs
+    np.testing.assert_array_equal(fitted_lsa.score_samples(blobs), before)
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(perm_seed=st.integers(0, 2**16), size=st.integers(1, 60))
 def test_scores_do_not_depend_on_batch_composition(fitted_lsa, blobs, perm_seed, size):
