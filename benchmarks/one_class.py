@@ -20,7 +20,7 @@ import os
 import platform
 import sys
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 from sklearn.metrics import roc_curve
@@ -93,6 +93,13 @@ def run(args):
     return rows, rocs
 
 
+def _version(package):
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def provenance(args):
     import torch
 
@@ -107,8 +114,8 @@ def provenance(args):
         "command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, GPU {gpu}",
-        "versions": {p: version(p) for p in ("sknovelty", "torch", "scikit-learn", "skorch",
-                                            "numpy", "pyod")},
+        "versions": {p: _version(p) for p in ("sknovelty", "torch", "scikit-learn", "skorch",
+                                             "numpy", "pyod")},
         "python": platform.python_version(),
     }
 

@@ -53,7 +53,8 @@ def test_one_class_split_protocol():
 def test_benchmark_script_writes_table_and_plot(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "one_class.py"), "--seeds", "0", "--classes",
            "0", "1", "--epochs", "1", "--methods", "LSA", "AE", "OC-SVM", "KDE", "--out", str(tmp_path)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "one_class_mnist.md").read_text()
     assert "| **mean** |" in table and "LSA REC" in table and "command:" in table
     assert (tmp_path / "one_class_mnist.png").stat().st_size > 10_000
