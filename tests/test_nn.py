@@ -58,6 +58,25 @@ def test_mask_survives_optimizer_steps():
     assert torch.equal(layer(h), layer(h2))
 
 
+def test_masked_weights_stay_zero_so_inference_matches_the_masked_product():
+    torch.manual_seed(0)
+    layer = MaskedFullyConnected(5, 3, 2, "B")
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1, weight_decay=0.01)
+    for _ in range(5):
+        opt.zero_grad()
+        layer(torch.randn(8, 5, 3)).square().sum().backward()
+        opt.step()
+    assert torch.count_nonzero(layer.linear.weight * (1 - layer.mask)) == 0
+    h = torch.randn(4, 5, 3)
+    with torch.inference_mode():
+        fast = layer(h)
+    assert torch.equal(fast, layer(h).detach())
+    # a state dict with nonzero masked weights is made autoregressive again on loading
+    state = {k: torch.ones_like(v) for k, v in layer.state_dict().items()}
+    layer.load_state_dict(state)
+    assert torch.equal(layer.linear.weight, layer.mask)
+
+
 def test_quantize_covers_the_unit_interval():
     z = torch.tensor([[0.0, 0.099, 0.1, 0.5, 0.999, 1.0]])
     assert quantize(z, 10).tolist() == [[0, 0, 1, 5, 9, 9]]
