@@ -126,15 +126,15 @@ class DivergenceGuard(Callback):
                 f"{len(net.history)}; lower learning_rate or rescale the input")
 
 
-def full_float32():
-    """Context in which cuDNN convolutions run in true float32 (no TF32).
+def exact_cudnn():
+    """Context in which cuDNN convolutions are deterministic and in true float32 (no TF32).
 
     TF32 (cuDNN's default on Ampere and later) perturbs the code z by ~1e-3, which moves
-    values across LSA's quantisation bins: CUDA and CPU scores would then disagree.
+    values across LSA's quantisation bins: CUDA and CPU scores would then disagree; and
+    non-deterministic algorithms would make two fits with the same seed differ on CUDA.
     """
-    cudnn = torch.backends.cudnn
-    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                       deterministic=cudnn.deterministic, allow_tf32=False)
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                      deterministic=True, allow_tf32=False)
 
 
 class DetectorNet(NeuralNet):
@@ -343,7 +343,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 train_split=predefined_split(TensorData(X_val)) if n_val else None,
                 generator=torch.Generator().manual_seed(seed),
             )
-            with full_float32():
+            with exact_cudnn():
                 self.net_.fit(TensorData(X_train))
         self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()
@@ -369,7 +369,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         n, size = len(X), self.batch_size
         X = torch.from_numpy(X)
         out = {}
-        with torch.inference_mode(), full_float32():
+        with torch.inference_mode(), exact_cudnn():
             for start in range(0, n, size):
                 xb = X[start:start + size]
                 k = len(xb)
