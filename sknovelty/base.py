@@ -72,12 +72,29 @@ def batch_bounds(n, batch_size):
     return list(zip(starts, starts[1:] + [n]))
 
 
-def check_positive_ints(name, value, allow_empty=False):
-    """Validate a tuple of positive ints (network widths)."""
-    ok = isinstance(value, (tuple, list)) and (allow_empty or len(value) > 0) and all(
+def check_positive_ints(name, value):
+    """Validate a non-empty tuple of positive ints (network widths)."""
+    ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(
         isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
     if not ok:
         raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {value!r}")
+
+
+def normal_rows(X, y):
+    """The rows labelled +1 when ``y`` holds +1/-1 outlier labels; all rows otherwise (with a warning)."""
+    if y is None:
+        return X
+    y = column_or_1d(y)
+    check_consistent_length(X, y)
+    labels = set(np.unique(y).tolist())
+    if not labels <= {1, -1}:
+        warnings.warn(f"y holds labels {sorted(labels, key=str)[:5]} other than +1 (normal) "
+                      "and -1 (anomaly); it is ignored and every row is used for training",
+                      UserWarning, stacklevel=3)
+        return X
+    if 1 not in labels:
+        raise ValueError("y marks no row as normal (+1): there is nothing to train on")
+    return X[y == 1]
 
 
 class TensorData(torch.utils.data.Dataset):
@@ -254,23 +271,6 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                              f"got X of shape {X.shape}")
         return shape
 
-    @staticmethod
-    def _normal_rows(X, y):
-        """Rows labelled +1 when ``y`` holds +1/-1 labels; all rows otherwise."""
-        if y is None:
-            return X
-        y = column_or_1d(y)
-        check_consistent_length(X, y)
-        labels = set(np.unique(y).tolist())
-        if not labels <= {1, -1}:
-            warnings.warn(f"y holds labels {sorted(labels, key=str)[:5]} other than +1 (normal) "
-                          "and -1 (anomaly); it is ignored and every row is used for training",
-                          UserWarning, stacklevel=3)
-            return X
-        if 1 not in labels:
-            raise ValueError("y marks no row as normal (+1): there is nothing to train on")
-        return X[y == 1]
-
     # ------------------------------------------------------------------ fitting
     def _make_net(self, module, *, train_split=None, generator=None):
         return DetectorNet(
@@ -322,7 +322,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
     def _fit(self, X, y):
         self._validate_params()
         self._check_hyperparameters()
-        X = self._normal_rows(self._validate_X(X, reset=True), y)
+        X = normal_rows(self._validate_X(X, reset=True), y)
         n = len(X)
         n_val = math.ceil(self.validation_fraction * n) if self.validation_fraction > 0 else 0
         if n - n_val < 2:

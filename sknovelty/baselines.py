@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from .base import BaseDeepDetector
+from .base import BaseDeepDetector, normal_rows
 from .lsa import check_autoencoder_parameters, reconstruction_error
 from .nn import build_autoencoder
 
@@ -135,10 +135,13 @@ class _WhitenedDetector(OutlierMixin, BaseEstimator):
     }
 
     def fit(self, X, y=None):
-        """Fit PCA whitening and the scorer on ``X`` (flattened; ``y`` is ignored)."""
+        """Fit PCA whitening and the scorer on ``X`` (flattened).
+
+        With ``y`` in {+1, -1}, only the +1 (normal) rows are used, as for the deep detectors.
+        """
         self._validate_params()
         X = validate_data(self, X, allow_nd=True, ensure_min_samples=2)
-        X = X.reshape(len(X), -1)
+        X = normal_rows(X.reshape(len(X), -1), y)
         n_components = self.n_components
         if isinstance(n_components, numbers.Integral):
             n_components = min(n_components, *X.shape)

@@ -58,3 +58,14 @@ def test_benchmark_script_writes_table_and_plot(tmp_path):
     table = (tmp_path / "one_class_mnist.md").read_text()
     assert "| **mean** |" in table and "LSA REC" in table and "command:" in table
     assert (tmp_path / "one_class_mnist.png").stat().st_size > 10_000
+
+
+def test_whitened_baselines_train_on_normal_rows_when_labelled():
+    from sknovelty import WhitenedKDE, WhitenedOneClassSVM
+
+    X, y = load_digits_images()
+    X = X.reshape(len(X), -1)
+    labels = np.where(y == 0, 1, -1)
+    for model in (WhitenedKDE(n_components=8), WhitenedOneClassSVM(n_components=8)):
+        with_y = model.fit(X, labels).score_samples(X[:50])
+        np.testing.assert_array_equal(with_y, model.fit(X[y == 0]).score_samples(X[:50]))
