@@ -266,3 +266,11 @@ def test_cuda_fit_scores_like_cpu_and_loads_on_cpu(digits, tmp_path):
     cpu_terms = cpu.score_components(X[:50])
     np.testing.assert_allclose(cpu_terms["rec"], terms["rec"], rtol=1e-4)
     assert np.mean(np.isclose(cpu_terms["llk"], terms["llk"], rtol=1e-4)) >= 0.9
+
+
+def test_early_stopping_watches_the_held_out_loss(blobs):
+    from skorch.callbacks import EarlyStopping
+
+    det = tiny_lsa(epochs=30, callbacks=[EarlyStopping(patience=1, threshold=1e9)]).fit(blobs)
+    history = det.net_.history
+    assert "valid_loss" in history[0] and len(history) < 30
