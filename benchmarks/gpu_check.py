@@ -37,7 +37,7 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     lines = [f"# CUDA check ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             f"- command: `python benchmarks/gpu_check.py`",
+             "- command: `python benchmarks/gpu_check.py`",
              f"- GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}", ""]
     X, y = load_mnist_5k()
     X_train, X_test, y_test = one_class_split(X, y, 0, random_state=0)

@@ -6,7 +6,6 @@ Used to choose LSA's defaults; each line: setting, mean AUROC of NS / REC / LLK 
 """
 
 import argparse
-import itertools
 import time
 
 import numpy as np

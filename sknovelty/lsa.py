@@ -8,7 +8,6 @@ score adds both after min-max normalisation on held-out normal data (eq. 9-10).
 
 import numbers
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 

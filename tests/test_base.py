@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
 
-from sknovelty import LatentAutoregressiveDetector, TrainingDivergedError, load
+from sknovelty import TrainingDivergedError, load
 from sknovelty.metrics import auroc_scorer
 
 from .conftest import tiny_ae, tiny_lsa

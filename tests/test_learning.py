@@ -1,6 +1,5 @@
 """Learning tests on real digits: bounds that a broken model cannot reach."""
 
-import numpy as np
 import pytest
 
 import sknovelty.nn.autoregressive as autoregressive
