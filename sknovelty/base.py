@@ -24,12 +24,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PassthroughScoring
 from skorch.history import History
 from skorch.helper import predefined_split
-from skorch.utils import to_tensor
+from skorch.utils import TeeGenerator, to_tensor
 
-__all__ = ["BaseDeepDetector", "TrainingDivergedError", "resolve_device"]
+__all__ = ["AdversarialNet", "BaseDeepDetector", "TrainingDivergedError", "resolve_device"]
 
 
 #: Training data up to this many bytes is moved to the device once, before the first epoch,
@@ -170,6 +170,70 @@ class DetectorNet(NeuralNet):
         return self.criterion_(y_pred, to_tensor(X, device=self.device))
 
 
+class AdversarialNet(DetectorNet):
+    """skorch net for two players trained against each other from one forward pass.
+
+    The module's ``adversary`` submodule (OLED's mask module, LTG's noise generator) has its
+    own optimizer ``adversary_optimizer_`` (same class and settings as ``optimizer_``, which
+    holds every other parameter). Each training step runs the module once, then
+
+    * the main player minimises ``criterion_(output, X)``;
+    * every ``adversary_period``-th epoch (0, k, 2k, ...) the adversary minimises
+      ``criterion_.adversary_loss(output, X)``, recorded per batch and as the epoch mean
+      ``adversary_loss`` in the history.
+
+    Both gradients are taken from the same graph before either player steps (as the
+    reference implementations do), each only with respect to its own player's parameters.
+    """
+
+    def __init__(self, *args, adversary_period=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.adversary_period = adversary_period
+
+    def get_default_callbacks(self):
+        # the epoch mean of adversary_loss, on epochs where the adversary was updated (before
+        # the print log, so that verbose=1 shows it)
+        *head, last = super().get_default_callbacks()
+        mean = PassthroughScoring(name="adversary_loss", on_train=True, lower_is_better=None)
+        return [*head, ("adversary_loss", mean), last]
+
+    def initialize_optimizer(self, *args, **kwargs):
+        adversary = set(self.module_.adversary.parameters())
+        main = [(n, p) for n, p in self.get_all_learnable_params() if p not in adversary]
+        groups, params = self.get_params_for_optimizer("optimizer", main)
+        self.optimizer_ = self.optimizer(*groups, **params)
+        groups, params = self.get_params_for_optimizer(
+            "optimizer", self.module_.adversary.named_parameters())
+        self.adversary_optimizer_ = self.optimizer(*groups, **params)
+        return self
+
+    @staticmethod
+    def _params(optimizer):
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        Xi = batch[0]
+        output = self.infer(Xi, **fit_params)
+        loss = self.get_loss(output, None, X=Xi, training=True)
+        players = [(self.optimizer_, loss)]
+        if (len(self.history) - 1) % self.adversary_period == 0:
+            adversary_loss = self.criterion_.adversary_loss(output, to_tensor(Xi, device=self.device))
+            players.append((self.adversary_optimizer_, adversary_loss))
+            self.history.record_batch("adversary_loss", adversary_loss.item())
+        for k, (optimizer, player_loss) in enumerate(players):
+            params = self._params(optimizer)
+            grads = torch.autograd.grad(player_loss, params, retain_graph=k + 1 < len(players),
+                                        allow_unused=True)
+            for p, g in zip(params, grads):
+                p.grad = g
+        self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch, training=True)
+        for optimizer, _ in players:
+            optimizer.step()
+        return {"loss": loss, "y_pred": output}
+
+
 class BaseDeepDetector(OutlierMixin, BaseEstimator):
     """Base class of the deep novelty detectors (not used directly).
 
@@ -224,6 +288,12 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
     _sample_ranks = (1, 3)
     #: names of the per-sample terms the novelty score adds up (after normalisation).
     _novelty_terms = ("rec",)
+    #: the skorch net class that trains the module (``AdversarialNet`` for two players).
+    _net_class = DetectorNet
+
+    def _net_kwargs(self):
+        """Extra keyword arguments of the skorch net (optimizer settings, schedules)."""
+        return {}
 
     # ------------------------------------------------------------------ method hooks
     def _build_module(self, sample_shape):
@@ -273,9 +343,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _make_net(self, module, *, train_split=None, generator=None):
-        return DetectorNet(
+        return self._net_class(
             module=module, criterion=self._build_criterion(),
-            optimizer=torch.optim.Adam, lr=self.learning_rate, **_FUSED_ADAM,
+            optimizer=torch.optim.Adam, lr=self.learning_rate,
+            **{**_FUSED_ADAM, **self._net_kwargs()},
             max_epochs=self.epochs, batch_size=self.batch_size,
             iterator_train=BatchIterator, iterator_train__shuffle=True,
             iterator_train__generator=generator, iterator_valid=BatchIterator,
@@ -332,6 +403,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         order = np.random.RandomState(seed).permutation(n)
         to_dev = self.device_ if X.nbytes <= DEVICE_DATA_LIMIT else "cpu"
+        self.input_range_ = (float(X[order[n_val:]].min()), float(X[order[n_val:]].max()))
         X_train = torch.from_numpy(X[order[n_val:]]).to(to_dev)
         X_val = torch.from_numpy(X[order[:n_val]]).to(to_dev) if n_val else None
         cuda = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
@@ -351,22 +423,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _set_reference(self, X_ref):
-        """Fix normalisation constants and ``offset_`` on held-out normal rows."""
+        """Fix normalisation constants (of every term) and ``offset_`` on held-out normal rows."""
         terms = self._raw_components(X_ref)
-        self.normalization_ = {k: (float(terms[k].min()), float(terms[k].max()))
-                               for k in self._novelty_terms}
+        self.normalization_ = {k: (float(v.min()), float(v.max())) for k, v in terms.items()}
         self.offset_ = float(np.percentile(self._combine(terms), 100 * self.contamination))
 
     # ------------------------------------------------------------------ scoring
-    def _raw_components(self, X):
-        """Per-sample terms for validated float32 ``X``, scored in fixed-size chunks.
+    def _map_chunks(self, X, fn):
+        """Apply ``fn`` (tensor batch -> tensor or dict of tensors) to validated float32 ``X``.
 
-        Every forward pass sees exactly ``batch_size`` rows (the last chunk is zero-padded), so
-        a sample's score is bit-identical whatever else is scored with it. Terms are kept in
-        float64 on the device and copied to the host once.
+        Every call sees exactly ``batch_size`` rows (the last chunk is zero-padded), so a
+        sample's result is bit-identical whatever else is processed with it; memory stays
+        bounded by ``batch_size``. Results are gathered on the device and copied to the host
+        once, as float64 arrays for per-sample terms (``float64=True``) or as computed.
         """
-        module, criterion, device = self.net_.module_, self.net_.criterion_, self.net_.device
-        n, size = len(X), self.batch_size
+        device, n, size = self.net_.device, len(X), self.batch_size
         X = torch.from_numpy(X)
         out = {}
         with torch.inference_mode(), exact_cudnn():
@@ -375,12 +446,19 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 k = len(xb)
                 if k < size:
                     xb = torch.cat([xb, xb.new_zeros((size - k, *xb.shape[1:]))])
-                xb = xb.to(device)
-                for name, value in criterion.per_sample(module(xb), xb).items():
+                result = fn(xb.to(device))
+                for name, value in (result.items() if isinstance(result, dict) else [(None, result)]):
                     if name not in out:
-                        out[name] = torch.empty(n, dtype=torch.float64, device=device)
+                        out[name] = value.new_empty((n, *value.shape[1:]))
                     out[name][start:start + k] = value[:k]
         out = {name: value.cpu().numpy() for name, value in out.items()}
+        return out[None] if list(out) == [None] else out
+
+    def _raw_components(self, X):
+        """Per-sample novelty terms (float64) for validated float32 ``X``."""
+        module, criterion = self.net_.module_, self.net_.criterion_
+        out = self._map_chunks(X, lambda xb: {name: value.double() for name, value in
+                                              criterion.per_sample(module(xb), xb).items()})
         bad = [name for name, value in out.items() if not np.isfinite(value).all()]
         if bad:
             raise ValueError(f"non-finite {', '.join(bad)} terms: the input is far outside the "
@@ -412,7 +490,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n,)
         """
-        return self._combine(self.score_components(X))
+        check_is_fitted(self)
+        return self._combine(self._raw_components(self._validate_X(X, reset=False)))
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -424,7 +503,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     #: fitted attributes (JSON-serialisable) that ``save`` stores besides the weights.
-    _fitted_attributes = ("n_features_in_", "sample_shape_", "normalization_", "offset_", "device_")
+    _fitted_attributes = ("n_features_in_", "sample_shape_", "input_range_", "normalization_",
+                          "offset_", "device_")
 
     def save(self, path):
         """Write hyperparameters (JSON) and weights (tensors) to ``path``.
@@ -450,6 +530,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         for name, value in fitted.items():
             setattr(self, name, value)
         self.sample_shape_ = tuple(self.sample_shape_)
+        self.input_range_ = tuple(self.input_range_)
         self.normalization_ = {k: tuple(v) for k, v in self.normalization_.items()}
         try:
             self.device_ = resolve_device(self.device)

@@ -2,6 +2,8 @@
 
 * :class:`AutoencoderDetector`: LSA's autoencoder without the density estimator, scored by
   reconstruction error (the DAE row of LSA's table 1 when ``noise_std > 0``).
+* :class:`ContextAutoencoderDetector`: OLED's reconstructor trained on images with one random
+  square hidden (the CAE of OLED's ablation, sec. 4.6), scored like OLED.
 * :class:`WhitenedOneClassSVM` and :class:`WhitenedKDE`: OC-SVM and a Gaussian kernel density
   estimate on PCA-whitened features, as LSA (sec. 4.1) uses them. scikit-learn's
   ``KernelDensity`` is a density estimator, not an outlier detector; the wrapper adds
@@ -23,6 +25,7 @@ from torch import nn
 from .base import BaseDeepDetector, normal_rows
 from .lsa import check_autoencoder_parameters, reconstruction_error
 from .nn import build_autoencoder
+from .oled import _COMMON_DOC, SCORES, MaskedReconstructionModule, RandomBoxMasker, _MaskedReconstructionDetector
 
 
 class AutoencoderModule(nn.Module):
@@ -123,6 +126,81 @@ class AutoencoderDetector(BaseDeepDetector):
 
     def _build_criterion(self):
         return ReconstructionLoss()
+
+
+class ContextAutoencoderDetector(_MaskedReconstructionDetector):
+    __doc__ = """Context autoencoder (CAE): OLED's reconstructor with random square masks.
+
+    The baseline of OLED's ablation (sec. 4.6): the same reconstructor R, the same loss (eq. 8)
+    and the same four scores as :class:`~sknovelty.AdversarialMaskingDetector`, but the hidden
+    region is one random square of the same area (10 x 10 on 28 x 28 MNIST) instead of the
+    learned mask. At scoring time the square's position is random across samples (a hash of
+    the sample, see :class:`~sknovelty.oled.RandomBoxMasker`), as the paper masks randomly at
+    test time, yet a sample always gets the same square. Vectors get a random window of
+    consecutive features.
+
+    Parameters
+    ----------""" + _COMMON_DOC + """    epochs : int, default=20
+    batch_size : int, default=64
+    learning_rate : float, default=5e-4
+    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
+        See :class:`~sknovelty.base.BaseDeepDetector`.
+
+    Attributes
+    ----------
+    net_, normalization_, offset_, input_range_, sample_shape_, device_, n_features_in_
+        As in :class:`~sknovelty.AdversarialMaskingDetector`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknovelty import ContextAutoencoderDetector
+    >>> X, y = load_digits(return_X_y=True)
+    >>> det = ContextAutoencoderDetector(channels=(8, 16), epochs=2, image_shape=(1, 8, 8),
+    ...                                  random_state=0).fit(X[y == 0] / 16)
+    >>> (det.masks(X[:2] / 16) == 0).sum(axis=(1, 2, 3))   # one 3 x 3 square each
+    array([9, 9])
+    """
+
+    def __init__(self, mask_ratio=0.125, gamma=50.0, lam=1.0, score_type="avg", latent_dim=64,
+                 channels=(64, 96, 128), output="clip", *, epochs=20, batch_size=64,
+                 learning_rate=5e-4, validation_fraction=0.1, contamination=0.1, device="auto",
+                 random_state=None, verbose=0, image_shape=None, callbacks=None):
+        self.mask_ratio = mask_ratio
+        self.gamma = gamma
+        self.lam = lam
+        self.score_type = score_type
+        self.latent_dim = latent_dim
+        self.channels = channels
+        self.output = output
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.image_shape = image_shape
+        self.callbacks = callbacks
+
+    _parameter_constraints = {
+        **BaseDeepDetector._parameter_constraints,
+        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "gamma": [Interval(numbers.Real, 0, None, closed="left")],
+        "lam": [Interval(numbers.Real, 0, None, closed="left")],
+        "score_type": [StrOptions(set(SCORES))],
+        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "channels": [tuple, list],
+        "output": [StrOptions({"clip", "leaky_relu"})],
+    }
+
+    def _check_hyperparameters(self):
+        self._check_common()
+
+    def _build_module(self, sample_shape):
+        return MaskedReconstructionModule(self.input_range_, self._reconstructor(sample_shape),
+                                          RandomBoxMasker(sample_shape, self.mask_ratio))
 
 
 class _WhitenedDetector(OutlierMixin, BaseEstimator):

@@ -31,3 +31,19 @@ def blobs():
 @pytest.fixture(scope="session")
 def fitted_lsa(blobs):
     return tiny_lsa(epochs=3).fit(blobs)
+
+
+TINY_MASKED = dict(channels=(4, 8), latent_dim=4, epochs=2, batch_size=16, random_state=0,
+                   device="cpu")
+
+
+def tiny_oled(**kw):
+    from sknovelty import AdversarialMaskingDetector
+
+    return AdversarialMaskingDetector(**{**TINY_MASKED, "mask_channels": (4,), **kw})
+
+
+def tiny_cae(**kw):
+    from sknovelty import ContextAutoencoderDetector
+
+    return ContextAutoencoderDetector(**{**TINY_MASKED, **kw})

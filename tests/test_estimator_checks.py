@@ -4,7 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknovelty import WhitenedKDE, WhitenedOneClassSVM
 
-from .conftest import tiny_ae, tiny_lsa
+from .conftest import tiny_ae, tiny_cae, tiny_lsa, tiny_oled
 
 # With validation_fraction > 0, offset_ is the contamination percentile of *held-out* normal
 # rows (our documented design: training scores of a deep model are optimistic), so exactly
@@ -22,6 +22,7 @@ def _expected_failures(estimator):
 
 @parametrize_with_checks(
     [tiny_lsa(), tiny_lsa(validation_fraction=0.0), tiny_ae(), tiny_ae(validation_fraction=0.0),
+     tiny_oled(), tiny_oled(validation_fraction=0.0, threshold="sigmoid"), tiny_cae(),
      WhitenedOneClassSVM(n_components=4), WhitenedKDE(n_components=4)],
     expected_failed_checks=_expected_failures,
 )
