@@ -34,18 +34,21 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from sknovelty import (AdversarialMaskingDetector, AutoencoderDetector, ContextAutoencoderDetector,
-                       LatentAutoregressiveDetector, WhitenedKDE, WhitenedOneClassSVM)
+                       LatentAutoregressiveDetector, MaskedMultiPredictionDetector,
+                       PseudoAnomalyDetector, WhitenedKDE, WhitenedOneClassSVM)
 from sknovelty.oled import MaskDrift
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
 FPR_GRID = np.linspace(0, 1, 101)
 DEFAULT_METHODS = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED"]
-ALL_METHODS = [*DEFAULT_METHODS, "OLED sigmoid", "CAE"]
+LTG_VARIANTS = ["LTG", "LTG gauss 0.1", "LTG gauss 0.5", "LTG gauss 1", "LTG none"]
+ALL_METHODS = [*DEFAULT_METHODS, "OLED sigmoid", "CAE", "MMP", *LTG_VARIANTS]
 OLED_SCORES = ("avg", "rec", "mask", "cont")
 #: result columns in table order (a method adds its sub-scores)
 COLUMNS = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
-           *[f"{m} {s}" for m in ("OLED", "OLED sigmoid", "CAE") for s in OLED_SCORES]]
+           *[f"{m} {s}" for m in ("OLED", "OLED sigmoid", "CAE") for s in OLED_SCORES],
+           "MMP", *LTG_VARIANTS]
 
 
 class PyODAutoEncoder:
@@ -78,6 +81,12 @@ def make_methods(args, seed):
         "OLED": lambda: AdversarialMaskingDetector(**deep),
         "OLED sigmoid": lambda: AdversarialMaskingDetector(threshold="sigmoid", **deep),
         "CAE": lambda: ContextAutoencoderDetector(**deep),
+        "MMP": lambda: MaskedMultiPredictionDetector(**deep),
+        "LTG": lambda: PseudoAnomalyDetector(noise="learned", **deep),
+        "LTG gauss 0.1": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=0.1, **deep),
+        "LTG gauss 0.5": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=0.5, **deep),
+        "LTG gauss 1": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=1.0, **deep),
+        "LTG none": lambda: PseudoAnomalyDetector(noise="none", **deep),
     }
 
 
@@ -213,8 +222,9 @@ PAPER_TABLE4 = {  # OLED paper, table 4 (MNIST, its own protocol)
     "OLED": {"rec": 0.9772, "mask": 0.9851, "cont": 0.9650, "avg": 0.9845},
 }
 MAIN_TABLE = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
-              "OLED avg", "OLED rec", "OLED mask", "OLED cont"]
-TIMED = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg", "CAE avg"]
+              "OLED avg", "OLED rec", "OLED mask", "OLED cont", "MMP", "LTG"]
+TIMED = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg", "CAE avg",
+         "MMP", *LTG_VARIANTS]
 
 
 def _mean(rows, method, key, seeds=None):
@@ -298,6 +308,14 @@ def write_markdown(path, rows, runs, methods, classes):
                 lines.append(f"| {v} | {_mean(rows, f'{v} avg', 'mask_iou'):.3f} | "
                              f"{_mean(rows, f'{v} avg', 'mask_param_change'):.3f} | "
                              f"{_mean(rows, f'{v} avg', 'mask_grad_norm'):.2e} |")
+    ltg = [m for m in LTG_VARIANTS if m in methods]
+    if ltg:
+        common = sorted(set.intersection(*(set(seeds_of[m]) for m in ltg)))
+        lines += ["", f"LTG ablation (its tables 1-2: learned noise vs Gaussian noise vs no pseudo "
+                  f"anomalies), mean AUROC over classes {list(classes)} and seeds {common}:", "",
+                  "| variant | mean AUROC |", "|---|---|"]
+        for m in ltg:
+            lines.append(f"| {m} | {_mean(rows, m, 'auroc', common):.3f} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return table
@@ -305,7 +323,7 @@ def write_markdown(path, rows, runs, methods, classes):
 
 def plot(path, table, rocs, methods, classes):
     methods = [m for m in ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg",
-                           "CAE avg"] if m in methods]
+                           "CAE avg", "MMP", "LTG", "LTG none"] if m in methods]
     import matplotlib
 
     matplotlib.use("Agg")

@@ -293,9 +293,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
     #: the skorch net class that trains the module (``AdversarialNet`` for two players).
     _net_class = DetectorNet
 
+    #: how ``normalization_`` scales each term: ``"minmax"`` (t - min) / (max - min) or
+    #: ``"zscore"`` (t - mean) / std, with the constants from the held-out rows.
+    _normalization = "minmax"
+
     def _net_kwargs(self):
-        """Extra keyword arguments of the skorch net (optimizer settings, schedules)."""
+        """Keyword arguments of the skorch net that override or extend the defaults
+        (optimizer settings, schedules, ``max_epochs``)."""
         return {}
+
+    def _method_callbacks(self):
+        """``(name, callback)`` pairs the method's training needs (before the user's)."""
+        return []
+
+    def _finalize_fit(self):
+        """Set method-specific fitted attributes once training has ended."""
 
     # ------------------------------------------------------------------ method hooks
     def _build_module(self, sample_shape):
@@ -345,18 +357,18 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _make_net(self, module, *, train_split=None, generator=None):
-        return self._net_class(
+        kwargs = dict(
             module=module, criterion=self._build_criterion(),
-            optimizer=torch.optim.Adam, lr=self.learning_rate,
-            **{**_FUSED_ADAM, **self._net_kwargs()},
+            optimizer=torch.optim.Adam, lr=self.learning_rate, **_FUSED_ADAM,
             max_epochs=self.epochs, batch_size=self.batch_size,
             iterator_train=BatchIterator, iterator_train__shuffle=True,
             iterator_train__generator=generator, iterator_valid=BatchIterator,
             train_split=train_split,
-            callbacks=[("divergence_guard", DivergenceGuard())]
+            callbacks=[("divergence_guard", DivergenceGuard()), *self._method_callbacks()]
             + copy.deepcopy(list(self.callbacks or [])),
             device=self.device_, verbose=int(self.verbose),
         )
+        return self._net_class(**{**kwargs, **self._net_kwargs()})
 
     def fit(self, X, y=None):
         """Train on normal data.
@@ -421,13 +433,17 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 self.net_.fit(TensorData(X_train))
         self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()
+        self._finalize_fit()
         self._set_reference((X_val if n_val else X_train).cpu().numpy())
         return self
 
     def _set_reference(self, X_ref):
         """Fix normalisation constants (of every term) and ``offset_`` on held-out normal rows."""
         terms = self._raw_components(X_ref)
-        self.normalization_ = {k: (float(v.min()), float(v.max())) for k, v in terms.items()}
+        if self._normalization == "zscore":
+            self.normalization_ = {k: (float(v.mean()), float(v.std())) for k, v in terms.items()}
+        else:
+            self.normalization_ = {k: (float(v.min()), float(v.max())) for k, v in terms.items()}
         self.offset_ = float(np.percentile(self._combine(terms), 100 * self.contamination))
 
     # ------------------------------------------------------------------ scoring
@@ -435,9 +451,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         """Apply ``fn`` (tensor batch -> tensor or dict of tensors) to validated float32 ``X``.
 
         Every call sees exactly ``batch_size`` rows (the last chunk is zero-padded), so a
-        sample's result is bit-identical whatever else is processed with it; memory stays
-        bounded by ``batch_size``. Results are gathered on the device and copied to the host
-        once, as float64 arrays for per-sample terms (``float64=True``) or as computed.
+        sample's result does not depend on what else is processed with it (up to the float32
+        rounding of some small matrix kernels, which can differ with a row's position in the
+        chunk by ~1e-7); memory stays
+        bounded by ``batch_size``. Results are gathered on the device in the dtype ``fn``
+        returns and copied to the host once.
         """
         device, n, size = self.net_.device, len(X), self.batch_size
         X = torch.from_numpy(X)
@@ -467,12 +485,18 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                              "range seen in training (rescale X)")
         return out
 
+    def _normalized(self, name, values):
+        """A term scaled by its held-out constants (see ``_normalization``)."""
+        a, b = self.normalization_[name]
+        if self._normalization == "zscore":
+            return (values - a) / (b if b > 0 else 1.0)
+        return (values - a) / (b - a if b > a else 1.0)
+
     def _combine(self, terms):
-        """``-sum_k (t_k - min_k) / (max_k - min_k)`` over the novelty terms (higher = normal)."""
+        """Minus the sum of the normalised novelty terms (higher = more normal)."""
         novelty = np.zeros(len(next(iter(terms.values()))))
         for name in self._novelty_terms:
-            low, high = self.normalization_[name]
-            novelty += (terms[name] - low) / (high - low if high > low else 1.0)
+            novelty += self._normalized(name, terms[name])
         return -novelty
 
     def score_components(self, X):

@@ -3,7 +3,8 @@
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-__all__ = ["load_digits_images", "load_mnist_5k", "one_class_split"]
+__all__ = ["load_digits_images", "load_mnist_5k", "load_ucsd_ped2", "make_moving_shapes",
+           "make_roads", "one_class_split"]
 
 
 def load_mnist_5k():
@@ -54,3 +55,211 @@ def one_class_split(X, y, normal_class, test_size=0.2, random_state=None):
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, stratify=y,
                                               random_state=random_state)
     return X_tr[y_tr == normal_class], X_te, np.where(y_te == normal_class, 1, -1)
+
+
+def make_roads(n_roads=3, n_normal=1000, n_anomalies=1000, random_state=None):
+    """The synthetic roads set of the MMP paper (sec. 3).
+
+    A car at ``p_t = (0, 0)`` moves to one of ``n_roads`` positions
+    ``p_t+1 = (1, 2 (i - 1) / (m - 1) - 1)``, ``i = 1..m`` (normal, chosen uniformly), or, for
+    anomalies, to a position drawn uniformly in ``[-1, 1]^2``. A sample is
+    ``(x_t, y_t, x_t+1, y_t+1)``; mask the last two features to predict the future.
+
+    Parameters
+    ----------
+    n_roads : int >= 2
+    n_normal, n_anomalies : int
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    X : ndarray of shape (n_normal + n_anomalies, 4), float32
+    y : ndarray of {+1 (normal), -1 (anomaly)}
+    """
+    from sklearn.utils import check_random_state
+
+    if n_roads < 2:
+        raise ValueError(f"n_roads must be >= 2, got {n_roads}")
+    rng = check_random_state(random_state)
+    ends = np.stack([np.ones(n_roads), 2 * np.arange(n_roads) / (n_roads - 1) - 1], axis=1)
+    X = np.zeros((n_normal + n_anomalies, 4))
+    X[:n_normal, 2:] = ends[rng.randint(n_roads, size=n_normal)]
+    X[n_normal:, 2:] = rng.uniform(-1, 1, size=(n_anomalies, 2))
+    y = np.r_[np.ones(n_normal, dtype=int), -np.ones(n_anomalies, dtype=int)]
+    return X.astype(np.float32), y
+
+
+# ----------------------------------------------------------------------------- video
+_ANOMALIES = ("fast", "shape", "direction")
+
+
+def _draw(frame, kind, cx, cy, r):
+    """Add one object (square, or a ring for the unusual shape) centred at (cx, cy)."""
+    h, w = frame.shape
+    yy, xx = np.ogrid[:h, :w]
+    if kind == "square":
+        inside = (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r)
+    else:  # a ring: same size, different appearance
+        d = np.hypot(xx - cx, yy - cy)
+        inside = (d <= r + 1) & (d >= r - 0.5)
+    np.maximum(frame, inside * 0.9, out=frame)
+
+
+def _render_video(rng, n_frames, size, anomalies, n_objects=3, speed=1.0, radius=2):
+    """Frames of squares walking right (direction within +-20 degrees) at ``speed`` px/frame.
+
+    ``anomalies`` is a list of ``(kind, start, stop)``: during ``[start, stop)`` one extra
+    object is anomalous: ``fast`` (3x the speed), ``shape`` (a ring instead of a square) or
+    ``direction`` (walking left). Returns the frames and a +1/-1 label per frame (-1 while an
+    anomalous object is visible).
+    """
+    frames = np.full((n_frames, size, size), 0.1, dtype=np.float32)
+    frames += rng.normal(0, 0.01, size=frames.shape).astype(np.float32)  # sensor noise
+    labels = np.ones(n_frames, dtype=int)
+
+    def spawn():
+        angle = np.deg2rad(rng.uniform(-20, 20))
+        v = speed * rng.uniform(0.8, 1.2)
+        return [rng.uniform(-radius, size / 3), rng.uniform(radius, size - radius),
+                v * np.cos(angle), v * np.sin(angle)]
+
+    objects = [spawn() for _ in range(n_objects)]
+    for obj in objects:  # spread the initial positions over the frame
+        obj[0] = rng.uniform(0, size)
+    for t in range(n_frames):
+        for obj in objects:
+            obj[0] += obj[2]
+            obj[1] = np.clip(obj[1] + obj[3], radius, size - 1 - radius)
+            if obj[0] - radius > size:
+                obj[:] = spawn()
+                obj[0] = -radius
+            _draw(frames[t], "square", obj[0], obj[1], radius)
+    for kind, start, stop in anomalies:
+        y = rng.uniform(radius + 2, size - radius - 2)
+        v = {"fast": 3 * speed, "shape": speed, "direction": -speed}[kind]
+        if kind == "fast":  # enters at the left edge and crosses the whole frame
+            x = -radius
+        else:
+            x = rng.uniform(size * 0.2, size * 0.4) if v > 0 else rng.uniform(size * 0.6, size * 0.8)
+        for t in range(start, min(stop, n_frames)):
+            x += v
+            if -radius <= x <= size + radius:
+                _draw(frames[t], "ring" if kind == "shape" else "square", x, y, radius)
+                labels[t] = -1
+    np.clip(frames, 0, 1, out=frames)
+    return frames, labels
+
+
+def make_moving_shapes(n_train=4, n_test=4, n_frames=120, size=32, random_state=0):
+    """A small surveillance-like video set with labelled anomalous frames.
+
+    Normal videos show a few squares walking right (a direction band of +-20 degrees) at
+    about one pixel per frame over a dark, slightly noisy background. Each test video holds
+    anomalous events of each kind in turn (``fast``: a square moving three times faster;
+    ``shape``: a ring instead of a square; ``direction``: a square walking left), each lasting
+    about 15 frames; a frame is anomalous (-1) while the anomalous object is visible.
+
+    Parameters
+    ----------
+    n_train, n_test : int
+        Number of training (normal only) and test videos.
+    n_frames : int
+        Frames per video (>= 60).
+    size : int
+        Frame height and width (>= 16).
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    train : list of ndarray (n_frames, size, size), float32 in [0, 1]
+    test : list of ndarray (n_frames, size, size)
+    test_labels : list of ndarray (n_frames,) in {+1, -1}
+    test_events : list of list of (kind, start, stop) per test video
+    """
+    from sklearn.utils import check_random_state
+
+    if n_frames < 60 or size < 16:
+        raise ValueError(f"need n_frames >= 60 and size >= 16, got {n_frames}, {size}")
+    rng = check_random_state(random_state)
+    train = [_render_video(rng, n_frames, size, [])[0] for _ in range(n_train)]
+    test, labels, events = [], [], []
+    for i in range(n_test):
+        kinds = [_ANOMALIES[(i + j) % 3] for j in range(3)]
+        slots = np.linspace(10, n_frames - 25, 3).astype(int)
+        ev = [(kind, int(a + rng.randint(0, 8)), int(a + rng.randint(0, 8)) + 15)
+              for kind, a in zip(kinds, slots)]
+        frames, lab = _render_video(rng, n_frames, size, ev)
+        test.append(frames)
+        labels.append(lab)
+        events.append(ev)
+    return train, test, labels, events
+
+
+def _read_image(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L"), dtype=np.float32)
+    return arr / 255.0
+
+
+def _matlab_ranges(m_file):
+    """Frame ranges per test video from UCSDped2.m (``gt_frame = [61:180];`` lines, 1-based)."""
+    import re
+
+    ranges = []
+    with open(m_file) as f:
+        for line in f:
+            if "gt_frame" in line:
+                spans = re.findall(r"(\d+)\s*:\s*(\d+)", line.split("=", 1)[1])
+                ranges.append([(int(a), int(b)) for a, b in spans])
+    return ranges
+
+
+def load_ucsd_ped2(path, split="test"):
+    """Read UCSD Ped2 from a local copy of its folder layout (no download).
+
+    ``path`` is the ``UCSDped2`` folder: ``Train/Train001/001.tif ...`` and
+    ``Test/Test001/001.tif ...``; the frame labels of the test videos come from
+    ``Test/UCSDped2.m`` (``gt_frame = [a:b];`` per video, 1-based, inclusive) or, without it,
+    from the pixel masks ``Test/TestNNN_gt/*.bmp`` (a frame with any non-zero mask pixel is
+    anomalous).
+
+    Returns
+    -------
+    videos : list of ndarray (n_frames, H, W), float32 in [0, 1], sorted by folder name
+    labels : list of ndarray (n_frames,) in {+1, -1} (all +1 for ``split="train"``)
+    """
+    import os
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = os.path.join(path, split.capitalize())
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root} does not exist: pass the UCSDped2 folder "
+                                "(with Train/ and Test/) of a local copy of the dataset")
+    names = sorted(d for d in os.listdir(root)
+                   if os.path.isdir(os.path.join(root, d)) and not d.endswith("_gt"))
+    videos = []
+    for name in names:
+        files = sorted(f for f in os.listdir(os.path.join(root, name)) if f.lower().endswith(".tif"))
+        if not files:
+            raise ValueError(f"{os.path.join(root, name)} holds no .tif frames")
+        videos.append(np.stack([_read_image(os.path.join(root, name, f)) for f in files]))
+    labels = [np.ones(len(v), dtype=int) for v in videos]
+    if split == "test":
+        m_file = os.path.join(root, "UCSDped2.m")
+        ranges = _matlab_ranges(m_file) if os.path.exists(m_file) else None
+        for i, name in enumerate(names):
+            if ranges is not None:
+                for a, b in ranges[i]:
+                    labels[i][a - 1:b] = -1
+                continue
+            gt = os.path.join(root, name + "_gt")
+            if not os.path.isdir(gt):
+                raise FileNotFoundError(f"no UCSDped2.m and no {gt}: the test labels are missing")
+            masks = sorted(f for f in os.listdir(gt) if f.lower().endswith(".bmp"))
+            for j, f in enumerate(masks):
+                if _read_image(os.path.join(gt, f)).max() > 0:
+                    labels[i][j] = -1
+    return videos, labels

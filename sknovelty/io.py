@@ -30,6 +30,13 @@ def _plain(value):
     return tuple(_plain(v) for v in value) if isinstance(value, list) else value
 
 
+def _jsonable(value):
+    """numpy arrays and scalars (fitted attributes) as JSON lists and numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
 def save(model, path):
     """Write a fitted sknovelty detector to ``path``."""
     check_is_fitted(model)
@@ -42,7 +49,7 @@ def save(model, path):
         "format": FORMAT,
         "class": type(model).__name__,
         "params": params,
-        "fitted": {name: getattr(model, name) for name in model._fitted_attributes},
+        "fitted": {name: _jsonable(getattr(model, name)) for name in model._fitted_attributes},
         "versions": {"torch": torch.__version__},
     }
     try:

@@ -1,9 +1,9 @@
 """Metrics for novelty detection with scikit-learn's outlier labels (+1 normal, -1 anomaly)."""
 
 import numpy as np
-from sklearn.metrics import make_scorer, roc_auc_score
+from sklearn.metrics import make_scorer, roc_auc_score, roc_curve
 
-__all__ = ["auroc", "auroc_scorer"]
+__all__ = ["auroc", "auroc_scorer", "eer"]
 
 
 def auroc(y_true, scores):
@@ -29,3 +29,24 @@ def auroc(y_true, scores):
 #: ``GridSearchCV(det, grid, scoring=auroc_scorer)`` with ``y`` in {+1, -1}: AUROC of
 #: ``decision_function``, normal rows positive. Use stratified folds so that each holds both.
 auroc_scorer = make_scorer(auroc, response_method="decision_function")
+
+
+def eer(y_true, scores):
+    """Equal error rate: the error where the false positive rate (normal flagged) equals the
+    false negative rate (anomaly missed), interpolated on the ROC curve.
+
+    ``y_true`` in {+1, -1}; ``scores`` are normality scores (higher = more normal).
+    """
+    y_true = np.asarray(y_true)
+    if set(np.unique(y_true).tolist()) != {1, -1}:
+        raise ValueError("eer needs labels +1 (normal) and -1 (anomaly), both present")
+    # anomalies are the positives of the detection task: rank by novelty = -score
+    fpr, tpr, _ = roc_curve(y_true == -1, -np.asarray(scores, dtype=np.float64))
+    fnr = 1 - tpr
+    i = np.flatnonzero(fnr <= fpr)[0]  # first point where the curves have crossed
+    if i == 0:
+        return float(fpr[0])
+    # linear interpolation between points i-1 and i of fpr - fnr = 0
+    d0, d1 = fpr[i - 1] - fnr[i - 1], fpr[i] - fnr[i]
+    t = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))

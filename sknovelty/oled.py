@@ -366,10 +366,7 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
 
     def _scaled(self, terms):
         """Each term scaled to [0, 1] by its held-out min and max, and their average."""
-        scaled = {}
-        for name in ("rec", "mask", "cont"):
-            low, high = self.normalization_[name]
-            scaled[name] = (terms[name] - low) / (high - low if high > low else 1.0)
+        scaled = {name: self._normalized(name, terms[name]) for name in ("rec", "mask", "cont")}
         scaled["avg"] = (scaled["rec"] + scaled["mask"] + scaled["cont"]) / 3
         return scaled
 

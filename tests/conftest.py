@@ -47,3 +47,26 @@ def tiny_cae(**kw):
     from sknovelty import ContextAutoencoderDetector
 
     return ContextAutoencoderDetector(**{**TINY_MASKED, **kw})
+
+
+def tiny_mmp(**kw):
+    from sknovelty import MaskedMultiPredictionDetector
+
+    return MaskedMultiPredictionDetector(**{"n_predictions": 3, "channels": (4, 8), "latent_dim": 4,
+                                            "state_dim": 4, "state_layers": 2, "patch_size": 2,
+                                            "mask_ratio": 0.5, "epochs": 2, "batch_size": 16,
+                                            "random_state": 0, "device": "cpu", **kw})
+
+
+def tiny_ltg(**kw):
+    from sknovelty import PseudoAnomalyDetector
+
+    return PseudoAnomalyDetector(**{"width": 0.0625, "epochs": 2, "batch_size": 16,
+                                    "random_state": 0, "device": "cpu", **kw})
+
+
+def tiny_flow(**kw):
+    from sknovelty import FlowDensityDetector
+
+    return FlowDensityDetector(**{"n_levels": 2, "n_steps": 2, "hidden_channels": 8, "epochs": 2,
+                                  "batch_size": 16, "random_state": 0, "device": "cpu", **kw})

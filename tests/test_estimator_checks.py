@@ -4,7 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknovelty import WhitenedKDE, WhitenedOneClassSVM
 
-from .conftest import tiny_ae, tiny_cae, tiny_lsa, tiny_oled
+from .conftest import tiny_ae, tiny_cae, tiny_flow, tiny_lsa, tiny_ltg, tiny_mmp, tiny_oled
 
 # With validation_fraction > 0, offset_ is the contamination percentile of *held-out* normal
 # rows (our documented design: training scores of a deep model are optimistic), so exactly
@@ -16,13 +16,27 @@ HELD_OUT_OFFSET = {
 }
 
 
+# LTG's small dense layers: float32 GEMM kernels round a row differently depending on its
+# position in the scoring chunk (measured: 6e-8 on F's output, 4e-7 relative on a decision
+# value near 0), above the check's rtol of 1e-7.
+ROW_POSITION_ROUNDING = {
+    "check_methods_sample_order_invariance": "float32 GEMM rounding depends on the row position",
+}
+
+
 def _expected_failures(estimator):
-    return HELD_OUT_OFFSET if getattr(estimator, "validation_fraction", 0) > 0 else {}
+    failures = dict(HELD_OUT_OFFSET) if getattr(estimator, "validation_fraction", 0) > 0 else {}
+    if type(estimator).__name__ == "PseudoAnomalyDetector":
+        failures.update(ROW_POSITION_ROUNDING)
+    return failures
 
 
 @parametrize_with_checks(
     [tiny_lsa(), tiny_lsa(validation_fraction=0.0), tiny_ae(), tiny_ae(validation_fraction=0.0),
      tiny_oled(), tiny_oled(validation_fraction=0.0, threshold="sigmoid"), tiny_cae(),
+     tiny_mmp(), tiny_mmp(validation_fraction=0.0, loss="naive"),
+     tiny_ltg(), tiny_ltg(validation_fraction=0.0, noise="gaussian"),
+     tiny_flow(), tiny_flow(validation_fraction=0.0),
      WhitenedOneClassSVM(n_components=4), WhitenedKDE(n_components=4)],
     expected_failed_checks=_expected_failures,
 )

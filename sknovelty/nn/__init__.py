@@ -3,11 +3,13 @@
 from .autoencoders import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, build_autoencoder
 from .autoregressive import AutoregressiveEstimator, MaskedFullyConnected
 from .blocks import ResidualDown2d, ResidualUp2d
+from .flows import Glow
 
 __all__ = [
     "AutoregressiveEstimator",
     "ConvDecoder",
     "ConvEncoder",
+    "Glow",
     "MLPDecoder",
     "MLPEncoder",
     "MaskedFullyConnected",

@@ -1,0 +1,545 @@
+"""ITAE + NF: implicit two-path autoencoder and normalizing flows (Cho et al., 2022).
+
+:class:`TwoPathFlowDetector` is the paper's model for video clips: a static path on every
+tau-th frame and a dynamic path on all frames, fused by lateral connections into one decoder
+(table 1), then one Glow per path on the pooled latents (sec. 3.3); score eq. 12-14.
+:class:`FlowDensityDetector` is a Glow (``sknovelty.nn.flows``) fitted by maximum likelihood
+(eq. 10-11) on vectors or images; on raw frames it is the "NF on frames" row of table 3.
+"""
+
+import math
+import numbers
+from typing import NamedTuple
+
+import torch
+from sklearn.utils._param_validation import Interval
+from torch import nn
+from torch.nn import functional as F
+
+from .base import BaseDeepDetector, DetectorNet
+from .nn.flows import Glow
+
+__all__ = ["FlowDensityDetector", "FlowModule", "NLLLoss", "TwoPathFlowDetector", "ITAEModule",
+           "ITAELoss", "TwoPathEncoder", "ms_ssim", "gradient_loss"]
+
+
+class FlowModule(nn.Module):
+    """``x -> log p(x)`` under Glow, for x mapped from the training range to [0, 1].
+
+    With ``dequantize`` (images), training inputs get uniform noise of one 256th of the range,
+    the usual dequantisation of 8-bit pixels (without it, constant pixels such as MNIST's
+    background give an unbounded density).
+    """
+
+    def __init__(self, sample_shape, input_range, n_levels, n_steps, hidden, dequantize):
+        super().__init__()
+        self.vector = len(sample_shape) == 1
+        shape = (sample_shape[0], 1, 1) if self.vector else tuple(sample_shape)
+        self.flow = Glow(shape, n_levels, n_steps, hidden)
+        low, high = input_range
+        self.register_buffer("low", torch.tensor(low))
+        self.register_buffer("span", torch.tensor(max(high - low, 1e-12)))
+        self.dequantize = dequantize
+        self.n_dims = math.prod(shape)
+
+    def forward(self, x):
+        x = (x - self.low) / self.span
+        if self.vector:
+            x = x[:, :, None, None]
+        if self.training and self.dequantize:
+            x = x + torch.rand_like(x) / 256
+        return (self.flow.log_prob(x),)
+
+
+class NLLLoss(nn.Module):
+    """Mean negative log-likelihood per dimension (eq. 11); ``nll`` per sample for scoring."""
+
+    def __init__(self, n_dims):
+        super().__init__()
+        self.n_dims = n_dims
+
+    def per_sample(self, output, x):
+        return {"nll": -output[0]}
+
+    def forward(self, output, x):
+        return -output[0].mean() / self.n_dims
+
+
+class FlowDensityDetector(BaseDeepDetector):
+    """Glow density on vectors or images; novelty = negative log-likelihood.
+
+    Parameters
+    ----------
+    n_levels : int, default=2
+        Levels L of the multi-scale architecture (each squeezes when the size allows).
+    n_steps : int, default=8
+        Flow steps K per level (ActNorm, invertible 1x1 conv, affine coupling).
+    hidden_channels : int, default=64
+        Width of the coupling networks.
+    dequantize : bool, default=True
+        Add uniform noise of 1/256 of the input range to training inputs (pixel data).
+    epochs : int, default=30
+    batch_size : int, default=64
+    learning_rate : float, default=1e-3
+    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
+        See :class:`~sknovelty.base.BaseDeepDetector`.
+
+    Attributes
+    ----------
+    net_, normalization_, offset_, input_range_, sample_shape_, device_, n_features_in_
+        As in :class:`~sknovelty.base.BaseDeepDetector`. ``score_components(X)["nll"]`` is
+        the negative log-likelihood in nats (inputs mapped to [0, 1]).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknovelty import FlowDensityDetector
+    >>> X = np.random.RandomState(0).normal(size=(200, 4))
+    >>> det = FlowDensityDetector(n_steps=2, hidden_channels=8, epochs=3, dequantize=False,
+    ...                           random_state=0).fit(X)
+    >>> det.score_components(X[:2])["nll"].shape
+    (2,)
+    """
+
+    _novelty_terms = ("nll",)
+
+    def __init__(self, n_levels=2, n_steps=8, hidden_channels=64, dequantize=True, *, epochs=30,
+                 batch_size=64, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
+                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None):
+        self.n_levels = n_levels
+        self.n_steps = n_steps
+        self.hidden_channels = hidden_channels
+        self.dequantize = dequantize
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.image_shape = image_shape
+        self.callbacks = callbacks
+
+    _parameter_constraints = {
+        **BaseDeepDetector._parameter_constraints,
+        "n_levels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_channels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dequantize": ["boolean"],
+    }
+
+    def _build_module(self, sample_shape):
+        if len(sample_shape) == 1 and sample_shape[0] < 2:
+            raise ValueError("FlowDensityDetector needs at least 2 features (the coupling "
+                             "layers split them in two); got n_features = 1")
+        return FlowModule(sample_shape, self.input_range_, self.n_levels, self.n_steps,
+                          self.hidden_channels, self.dequantize and len(sample_shape) == 3)
+
+    def _build_criterion(self):
+        shape = self.sample_shape_
+        return NLLLoss(math.prod(shape))
+
+
+# ============================================================================ ITAE (two paths)
+def _scaled(channels, width):
+    return tuple(max(1, int(round(c * width))) for c in channels)
+
+
+def _conv_bn(a, b, kernel, stride):
+    pad = tuple(k // 2 for k in kernel)
+    return nn.Sequential(nn.Conv3d(a, b, kernel, stride=stride, padding=pad), nn.BatchNorm3d(b),
+                         nn.ReLU())
+
+
+STATIC = ((96, (1, 3, 3), (1, 2, 2)), (128, (1, 3, 3), (1, 2, 2)), (256, (3, 3, 3), 1),
+          (256, (3, 3, 3), 1))
+DYNAMIC = ((12, (5, 3, 3), (1, 2, 2)), (16, (3, 3, 3), (1, 2, 2)), (32, (3, 3, 3), 1),
+           (32, (3, 3, 3), 1))
+
+
+class TwoPathEncoder(nn.Module):
+    """ITAE's encoders (table 1). The static path sees every ``tau``-th frame (T / tau frames),
+    the dynamic path all T frames with fewer channels; lateral (5, 1, 1) convolutions with
+    temporal stride ``tau`` carry dynamic features into the static path after each of the
+    first three layers and at the end, where both are concatenated for the decoder. With
+    ``two_path=False`` only the static path runs, on all T frames (a one-path autoencoder)."""
+
+    def __init__(self, in_channels, width=1.0, tau=4, two_path=True):
+        super().__init__()
+        self.tau = tau if two_path else 1
+        self.two_path = two_path
+        static_w = _scaled([c for c, _, _ in STATIC], width)
+        dyn_w = _scaled([c for c, _, _ in DYNAMIC], width)
+        self.static, self.dynamic, self.lateral = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        a_s, a_d = in_channels, in_channels
+        for i, ((_, ks, ss), (_, kd, sd)) in enumerate(zip(STATIC, DYNAMIC)):
+            self.static.append(_conv_bn(a_s, static_w[i], ks, ss))
+            a_s = static_w[i]
+            if two_path:
+                self.dynamic.append(_conv_bn(a_d, dyn_w[i], kd, sd))
+                a_d = dyn_w[i]
+                self.lateral.append(nn.Conv3d(dyn_w[i], 2 * dyn_w[i], (5, 1, 1),
+                                              stride=(self.tau, 1, 1), padding=(2, 0, 0)))
+                if i < 3:
+                    a_s += 2 * dyn_w[i]
+        self.out_channels = static_w[-1] + (2 * dyn_w[-1] if two_path else 0)
+        self.static_channels, self.dynamic_channels = static_w[-1], dyn_w[-1]
+
+    def forward(self, x):
+        """``x -> (fused, static, dynamic)``; ``dynamic`` is None for one path."""
+        s = x[:, :, :: self.tau]
+        d = x if self.two_path else None
+        for i, conv in enumerate(self.static):
+            s = conv(s)
+            if self.two_path:
+                d = self.dynamic[i](d)
+                if i < 3:
+                    s = torch.cat([s, self.lateral[i](d)], 1)
+        fused = torch.cat([s, self.lateral[3](d)], 1) if self.two_path else s
+        return fused, s, d
+
+
+class ITAEDecoder(nn.Module):
+    """Table 1's decoder: (3, 3, 3) transposed convs 256 (stride 1), 128 and 96 (stride 2 in
+    space, and in time to undo the static path's frame sampling), then to the input channels
+    (stride 1); BN + ReLU between, sigmoid output (frames in [0, 1]). No skip connections."""
+
+    def __init__(self, in_channels, out_shape, width=1.0, tau=4):
+        super().__init__()
+        c, t, h, w = out_shape
+        t_strides = {1: (1, 1), 2: (2, 1), 4: (2, 2)}[tau]
+        widths = _scaled((256, 128, 96), width)
+        sizes = [(math.ceil(t / tau), math.ceil(h / 4), math.ceil(w / 4))]
+        sizes.append((sizes[0][0] * t_strides[0], math.ceil(h / 2), math.ceil(w / 2)))
+        sizes.append((t, h, w))
+        layers = [nn.ConvTranspose3d(in_channels, widths[0], 3, padding=1), nn.BatchNorm3d(widths[0]),
+                  nn.ReLU()]
+        for i, ts in enumerate(t_strides):
+            stride = (ts, 2, 2)
+            op = tuple(tgt - ((d - 1) * st + 1) for tgt, d, st in zip(sizes[i + 1], sizes[i], stride))
+            layers += [nn.ConvTranspose3d(widths[i], widths[i + 1], 3, stride=stride, padding=1,
+                                          output_padding=op), nn.BatchNorm3d(widths[i + 1]), nn.ReLU()]
+        layers += [nn.ConvTranspose3d(widths[2], c, 3, padding=1), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def _gaussian_window(size, sigma=1.5):
+    g = torch.exp(-((torch.arange(size) - size // 2) ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim(x, y, data_range=1.0, window=11):
+    """Multi-scale SSIM of image batches ``(n, C, H, W)`` (Wang et al., 2003), per image.
+
+    Uses as many of the five scales as the image size allows for the Gaussian window (at
+    least one); the scale weights are renormalised to those used.
+    """
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    win = min(window, min(x.shape[-2:]))
+    win -= 1 - win % 2
+    levels = 1
+    while levels < 5 and min(x.shape[-2:]) // 2 ** levels >= win:
+        levels += 1
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], device=x.device)
+    weights = weights / weights.sum()
+    kernel = _gaussian_window(win).to(x).expand(x.shape[1], 1, win, win).contiguous()
+    values = []
+    for level in range(levels):
+        conv = lambda v: F.conv2d(v, kernel, groups=x.shape[1])  # noqa: E731
+        mx, my = conv(x), conv(y)
+        sxx, syy, sxy = conv(x * x) - mx ** 2, conv(y * y) - my ** 2, conv(x * y) - mx * my
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+        if level < levels - 1:
+            values.append(cs.flatten(1).mean(1).clamp(min=1e-6))
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        else:
+            ssim = ((2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)) * cs
+            values.append(ssim.flatten(1).mean(1).clamp(min=1e-6))
+    return torch.prod(torch.stack(values, 1) ** weights, 1)
+
+
+def gradient_loss(x, y):
+    """Difference of absolute image gradients (Liu et al., 2018), mean over pixels."""
+    gx = lambda v: (v[..., :, 1:] - v[..., :, :-1]).abs()  # noqa: E731
+    gy = lambda v: (v[..., 1:, :] - v[..., :-1, :]).abs()  # noqa: E731
+    return (gx(x) - gx(y)).abs().mean() + (gy(x) - gy(y)).abs().mean()
+
+
+def _frames(v):
+    """(n, C, T, H, W) -> (n * T, C, H, W)."""
+    n, c, t, h, w = v.shape
+    return v.transpose(1, 2).reshape(n * t, c, h, w)
+
+
+#: Gaussian noise added to the flows' inputs while they train (see ``ITAEModule._nll``).
+LATENT_JITTER = 0.01
+
+
+class ITAEOutput(NamedTuple):
+    x: torch.Tensor
+    rec: torch.Tensor
+    nll_static: torch.Tensor    # per clip, or None
+    nll_dynamic: torch.Tensor   # per clip, or None
+
+
+class ITAEModule(nn.Module):
+    """ITAE (encoders, decoder) and the two flows on its pooled latents (sec. 3.3).
+
+    The static flow sees, per static time step, the channel max and mean of the static
+    features plus the input frame resized to the feature size; the dynamic flow the channel
+    max and mean of the dynamic features per frame. A clip's NLL is the mean over its time
+    steps. ``stage`` 1 trains the autoencoder, 2 the flows on frozen (detached) features.
+    """
+
+    def __init__(self, clip_shape, input_range, width, tau, two_path, flows, n_levels, n_steps,
+                 flow_hidden):
+        super().__init__()
+        c, t, h, w = clip_shape
+        if two_path and t % tau:
+            raise ValueError(f"clips of {t} frames cannot be sampled every tau={tau} frames")
+        low, high = input_range
+        self.register_buffer("low", torch.tensor(low))
+        self.register_buffer("span", torch.tensor(max(high - low, 1e-12)))
+        self.encoder = TwoPathEncoder(c, width, tau, two_path)
+        self.decoder = ITAEDecoder(self.encoder.out_channels, clip_shape, width,
+                                   self.encoder.tau)
+        self.feature_size = (math.ceil(h / 4), math.ceil(w / 4))
+        self.stage = 1
+        self.use_flows = flows
+        if flows:
+            self.flow_static = Glow((3, *self.feature_size), n_levels, n_steps, flow_hidden)
+            self.flow_dynamic = (Glow((2, *self.feature_size), n_levels, n_steps, flow_hidden)
+                                 if two_path else None)
+
+    @property
+    def autoencoder(self):
+        return nn.ModuleList([self.encoder, self.decoder])
+
+    def _pooled(self, features):
+        """(n, C, T', h, w) -> (n * T', 2, h, w): channel max and mean per time step."""
+        f = _frames(features)
+        return torch.cat([f.amax(1, keepdim=True), f.mean(1, keepdim=True)], 1)
+
+    def _nll(self, flow, inputs, n):
+        if self.training:
+            # dequantisation of the latents: ReLU features are often exactly equal (zero, or
+            # max = mean), a degenerate density whose NLL would run to -inf in training
+            inputs = inputs + LATENT_JITTER * torch.randn_like(inputs)
+        return -flow.log_prob(inputs).view(n, -1).mean(1)
+
+    def forward(self, x):
+        x = (x - self.low) / self.span
+        if self.stage == 2 and self.training:
+            with torch.no_grad():
+                fused, s, d = self.encoder(x)
+                rec = self.decoder(fused)
+        else:
+            fused, s, d = self.encoder(x)
+            rec = self.decoder(fused)
+        nll_s = nll_d = None
+        if self.use_flows and (self.stage == 2 or not self.training):
+            n = len(x)
+            intensity = F.adaptive_avg_pool2d(_frames(x[:, :, :: self.encoder.tau]).mean(1, keepdim=True),
+                                              self.feature_size)
+            nll_s = self._nll(self.flow_static, torch.cat([self._pooled(s.detach()), intensity], 1), n)
+            if self.flow_dynamic is not None:
+                nll_d = self._nll(self.flow_dynamic, self._pooled(d.detach()), n)
+            else:
+                nll_d = torch.zeros_like(nll_s)
+        return ITAEOutput(x, rec, nll_s, nll_d)
+
+
+class ITAELoss(nn.Module):
+    """Stage 1: ``L2 + (1 - MS-SSIM) + L_grad`` (eq. 8-9) over all frames. Stage 2: the flows'
+    NLL (eq. 10-11) per latent dimension. ``per_sample`` gives eq. 12's patch error ``rec``
+    (per frame the largest mean absolute error over sliding ``patch`` x ``patch`` windows,
+    averaged over the clip's frames), ``nll_static``, ``nll_dynamic`` and their sum ``nll``."""
+
+    def __init__(self, patch=8, flow_dims=1):
+        super().__init__()
+        self.patch, self.stage, self.flow_dims = patch, 1, flow_dims
+
+    def per_sample(self, out, x):
+        err = _frames((out.x - out.rec).abs()).mean(1, keepdim=True)  # (n T, 1, H, W)
+        k = min(self.patch, *err.shape[-2:])
+        rec = F.avg_pool2d(err, k, stride=1).flatten(1).amax(1).view(len(out.x), -1).mean(1)
+        terms = {"rec": rec}
+        if out.nll_static is not None:
+            terms.update(nll_static=out.nll_static, nll_dynamic=out.nll_dynamic,
+                         nll=out.nll_static + out.nll_dynamic)
+        return terms
+
+    def forward(self, out, x):
+        if self.stage == 2:
+            return (out.nll_static + out.nll_dynamic).mean() / self.flow_dims
+        a, b = _frames(out.x), _frames(out.rec)
+        return ((a - b).square().mean() + (1 - ms_ssim(a, b)).mean() + gradient_loss(a, b))
+
+
+class TwoStageNet(DetectorNet):
+    """skorch net for ITAE: ``ae_epochs`` epochs train the autoencoder (``optimizer_``), the
+    remaining epochs the flows (``flow_optimizer_``) with the autoencoder frozen in eval mode."""
+
+    def __init__(self, *args, ae_epochs=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ae_epochs = ae_epochs
+
+    def initialize_optimizer(self, *args, **kwargs):
+        module = self.module_
+        groups, params = self.get_params_for_optimizer("optimizer", module.autoencoder.named_parameters())
+        self.optimizer_ = self.optimizer(*groups, **params)
+        flows = [(n, p) for n, p in module.named_parameters() if n.startswith("flow_")]
+        if flows:
+            groups, params = self.get_params_for_optimizer("optimizer", flows)
+            self.flow_optimizer_ = self.optimizer(*groups, **params)
+        return self
+
+    def _stage(self):
+        return 1 if len(self.history) <= self.ae_epochs else 2
+
+    def train_step(self, batch, **fit_params):
+        stage = self._stage()
+        self.module_.stage = self.criterion_.stage = stage
+        self._set_training(True)
+        if stage == 2:
+            self.module_.autoencoder.eval()
+        optimizer = self.optimizer_ if stage == 1 else self.flow_optimizer_
+        optimizer.zero_grad()
+        Xi = batch[0]
+        output = self.infer(Xi, **fit_params)
+        loss = self.get_loss(output, None, X=Xi, training=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss, "y_pred": output}
+
+    def validation_step(self, batch, **fit_params):
+        self.module_.stage = self.criterion_.stage = self._stage()
+        return super().validation_step(batch, **fit_params)
+
+
+class TwoPathFlowDetector(BaseDeepDetector):
+    """ITAE + NF: implicit two-path video autoencoder with normalizing flows on its latents.
+
+    Clips ``(n, C, T, H, W)`` (see :func:`sknovelty.video.frames_to_clips`), mapped to [0, 1]
+    by the training range. Stage 1 (``epochs``) trains the autoencoder on L2 + MS-SSIM +
+    gradient loss (eq. 8-9); stage 2 (``flow_epochs``) trains one Glow per path on the frozen
+    latents (eq. 10-11). The novelty score is eq. 14: the patch reconstruction error
+    (eq. 12) plus ``lambda_l`` times the flows' NLL, each min-max scaled on held-out normal
+    clips (the paper normalises the NLL per video; use :func:`sknovelty.video.frame_auroc`
+    on the components for that protocol).
+
+    Parameters
+    ----------
+    two_path : bool, default=True
+        False gives the one-path autoencoder of the ablation (the static path on all frames).
+    flows : bool, default=True
+        False trains and scores the autoencoder alone (``rec``).
+    tau : {1, 2, 4}, default=4
+        Frame sampling of the static path.
+    width : float, default=1.0
+        Multiplies every channel count of table 1.
+    lambda_l : float, default=0.5
+        Weight of the NLL in the score (eq. 14; the paper picks it from 0.1 ... 1.0).
+    patch_size : int, default=8
+        N of the N x N sliding patches of eq. 12.
+    n_levels, n_steps, flow_hidden : int, default=2, 4, 32
+        Glow's levels L, steps K per level and coupling width.
+    flow_epochs : int, default=10
+    epochs : int, default=20
+        Autoencoder epochs (stage 1).
+    batch_size : int, default=8
+    learning_rate : float, default=1e-3
+    validation_fraction, contamination, device, random_state, verbose, callbacks
+        See :class:`~sknovelty.base.BaseDeepDetector`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknovelty import TwoPathFlowDetector
+    >>> clips = np.random.RandomState(0).rand(12, 1, 8, 16, 16)
+    >>> det = TwoPathFlowDetector(width=0.125, epochs=1, flow_epochs=1, n_steps=1,
+    ...                           flow_hidden=4, random_state=0).fit(clips)
+    >>> sorted(det.score_components(clips[:2]))
+    ['nll', 'nll_dynamic', 'nll_static', 'rec']
+    """
+
+    _sample_ranks = (4,)
+
+    def __init__(self, two_path=True, flows=True, tau=4, width=1.0, lambda_l=0.5, patch_size=8,
+                 n_levels=2, n_steps=4, flow_hidden=32, flow_epochs=10, *, epochs=20,
+                 batch_size=8, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
+                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None):
+        self.two_path = two_path
+        self.flows = flows
+        self.tau = tau
+        self.width = width
+        self.lambda_l = lambda_l
+        self.patch_size = patch_size
+        self.n_levels = n_levels
+        self.n_steps = n_steps
+        self.flow_hidden = flow_hidden
+        self.flow_epochs = flow_epochs
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.image_shape = image_shape
+        self.callbacks = callbacks
+
+    _parameter_constraints = {
+        **BaseDeepDetector._parameter_constraints,
+        "two_path": ["boolean"],
+        "flows": ["boolean"],
+        "tau": [Interval(numbers.Integral, 1, 4, closed="both")],
+        "width": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lambda_l": [Interval(numbers.Real, 0, None, closed="left")],
+        "patch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_levels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "flow_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
+        "flow_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+    }
+
+    _net_class = TwoStageNet
+
+    @property
+    def _novelty_terms(self):
+        return ("rec", "nll") if self.flows and self.flow_epochs > 0 else ("rec",)
+
+    def _check_hyperparameters(self):
+        if self.tau not in (1, 2, 4):
+            raise ValueError(f"tau must be 1, 2 or 4, got {self.tau!r}")
+
+    def _net_kwargs(self):
+        flows = self.flows and self.flow_epochs > 0
+        return {"ae_epochs": self.epochs,
+                "max_epochs": self.epochs + (self.flow_epochs if flows else 0)}
+
+    def _build_module(self, sample_shape):
+        return ITAEModule(sample_shape, self.input_range_, self.width, self.tau, self.two_path,
+                          self.flows and self.flow_epochs > 0, self.n_levels, self.n_steps,
+                          self.flow_hidden)
+
+    def _build_criterion(self):
+        _, _, h, w = self.sample_shape_
+        # the NLLs are per time step: 3 (static) + 2 (dynamic) pooled channels of h/4 x w/4
+        dims = (3 + (2 if self.two_path else 0)) * math.ceil(h / 4) * math.ceil(w / 4)
+        return ITAELoss(self.patch_size, dims)
+
+    def _combine(self, terms):
+        novelty = self._normalized("rec", terms["rec"])
+        if "nll" in self._novelty_terms:
+            novelty = novelty + self.lambda_l * self._normalized("nll", terms["nll"])
+        return -novelty

@@ -1,0 +1,166 @@
+"""Video tools: frames -> clips, clip scores -> frame scores, per-video normalisation, and
+frame-level evaluation over several videos.
+
+Conventions are those of the rest of the library: scores are *normality* scores (higher =
+more normal, like ``score_samples`` or a PSNR), labels are +1 (normal frame) / -1 (anomalous
+frame). A video is an array of frames ``(n_frames, H, W)`` or ``(n_frames, H, W, C)``; clips
+are ``(n_clips, C, T, H, W)``, the layout of 3-D convolutions.
+
+Typical use::
+
+    clips, starts = frames_to_clips(video, clip_length=16, stride=4)
+    frame_scores = clip_to_frame_scores(det.score_samples(clips), starts, 16, len(video))
+    frame_auroc([frame_scores, ...], [labels, ...])   # per-video min-max, then one AUROC
+"""
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from .metrics import auroc, eer
+
+__all__ = ["clip_starts", "frames_to_clips", "clip_to_frame_scores", "minmax_per_video",
+           "frame_auroc", "frame_eer", "eer", "video_frame_scores"]
+
+
+def _as_frames(frames):
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4:
+        raise ValueError(f"a video must be (n_frames, H, W) or (n_frames, H, W, C); got shape {frames.shape}")
+    return frames
+
+
+def clip_starts(n_frames, clip_length, stride=1):
+    """First frame of each clip: ``0, stride, 2 * stride, ...`` plus ``n_frames - clip_length``
+    when the stride would leave the last frames out; with ``stride <= clip_length`` every
+    frame is then in at least one clip."""
+    if clip_length < 1 or stride < 1:
+        raise ValueError(f"clip_length and stride must be >= 1, got {clip_length}, {stride}")
+    if n_frames < clip_length:
+        raise ValueError(f"a video of {n_frames} frames is shorter than clip_length={clip_length}")
+    starts = list(range(0, n_frames - clip_length + 1, stride))
+    if starts[-1] != n_frames - clip_length:
+        starts.append(n_frames - clip_length)
+    return np.asarray(starts)
+
+
+def frames_to_clips(frames, clip_length=16, stride=1, dtype=np.float32):
+    """Cut a video into overlapping clips.
+
+    Parameters
+    ----------
+    frames : array of shape (n_frames, H, W) or (n_frames, H, W, C)
+    clip_length : int
+        Frames per clip T.
+    stride : int
+        Frames between the starts of consecutive clips.
+
+    Returns
+    -------
+    clips : ndarray of shape (n_clips, C, T, H, W)
+    starts : ndarray of shape (n_clips,), the first frame of each clip
+    """
+    frames = _as_frames(frames)
+    starts = clip_starts(len(frames), clip_length, stride)
+    index = starts[:, None] + np.arange(clip_length)[None, :]  # (n_clips, T)
+    clips = frames[index]  # (n_clips, T, H, W, C)
+    return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=dtype), starts
+
+
+def clip_to_frame_scores(clip_scores, starts, clip_length, n_frames, frame_offset=None):
+    """Frame scores from clip scores.
+
+    By default a frame's score is the mean of the scores of all clips that contain it. With
+    ``frame_offset=j`` each clip's score is given to its j-th frame only (e.g. the 9th of 16,
+    ``j=8``, for scores computed on one frame of the clip such as LTG's PSNR); frames that are
+    the j-th frame of no clip take the score of the nearest one that is.
+
+    Returns
+    -------
+    ndarray of shape (n_frames,)
+    """
+    clip_scores, starts = np.asarray(clip_scores, dtype=np.float64), np.asarray(starts)
+    if clip_scores.shape != starts.shape:
+        raise ValueError(f"{len(clip_scores)} clip scores for {len(starts)} clips")
+    if frame_offset is not None:
+        if not 0 <= frame_offset < clip_length:
+            raise ValueError(f"frame_offset must be in [0, {clip_length}), got {frame_offset}")
+        centres = starts + frame_offset
+        nearest = np.abs(np.arange(n_frames)[:, None] - centres[None, :]).argmin(1)
+        return clip_scores[nearest]
+    total = np.zeros(n_frames)
+    count = np.zeros(n_frames)
+    np.add.at(total, (starts[:, None] + np.arange(clip_length)).ravel(),
+              np.repeat(clip_scores, clip_length))
+    np.add.at(count, (starts[:, None] + np.arange(clip_length)).ravel(), 1)
+    if (count == 0).any():
+        raise ValueError("some frames are in no clip; use clip_starts to cover the video")
+    return total / count
+
+
+def minmax_per_video(scores):
+    """Scale each video's frame scores to [0, 1] by its own minimum and maximum (the usual
+    frame-level protocol of video anomaly detection; a constant video becomes all ones)."""
+    out = []
+    for s in scores:
+        s = np.asarray(s, dtype=np.float64)
+        span = s.max() - s.min()
+        out.append((s - s.min()) / span if span > 0 else np.ones_like(s))
+    return out
+
+
+def _concatenate(scores, labels, normalize):
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} score arrays for {len(labels)} label arrays")
+    for s, y in zip(scores, labels):
+        if len(s) != len(y):
+            raise ValueError(f"a video has {len(s)} frame scores and {len(y)} labels")
+    if normalize:
+        scores = minmax_per_video(scores)
+    return np.concatenate(labels), np.concatenate([np.asarray(s, dtype=np.float64) for s in scores])
+
+
+def frame_auroc(scores, labels, normalize=True):
+    """Frame-level AUROC over the concatenated frames of several videos.
+
+    Parameters
+    ----------
+    scores : list of arrays (n_frames_i,)
+        Normality scores per frame of each video (higher = more normal).
+    labels : list of arrays (n_frames_i,) in {+1, -1}
+        +1 normal frame, -1 anomalous frame.
+    normalize : bool
+        Min-max normalise each video's scores first (:func:`minmax_per_video`).
+    """
+    y, s = _concatenate(scores, labels, normalize)
+    return auroc(y, s)
+
+
+def frame_eer(scores, labels, normalize=True):
+    """Frame-level EER over several videos (see :func:`frame_auroc` for the arguments)."""
+    y, s = _concatenate(scores, labels, normalize)
+    return eer(y, s)
+
+
+def video_frame_scores(score_fn, videos, clip_length=16, stride=1, frame_offset=None,
+                       batch_clips=None):
+    """Frame scores of each video: cut into clips, score them with ``score_fn`` (e.g. a
+    detector's ``score_samples``), map back to frames (:func:`clip_to_frame_scores`).
+
+    ``batch_clips`` bounds how many clips are built at once (memory); by default a video's
+    clips are built together.
+    """
+    out = []
+    for video in videos:
+        frames = _as_frames(video)
+        starts = clip_starts(len(frames), clip_length, stride)
+        step = batch_clips or len(starts)
+        scores = []
+        for i in range(0, len(starts), step):
+            index = starts[i:i + step, None] + np.arange(clip_length)[None, :]
+            clips = np.ascontiguousarray(frames[index].transpose(0, 4, 1, 2, 3), dtype=np.float32)
+            scores.append(np.asarray(score_fn(clips), dtype=np.float64))
+        out.append(clip_to_frame_scores(np.concatenate(scores), starts, clip_length, len(frames),
+                                        frame_offset))
+    return out

@@ -1,0 +1,113 @@
+"""ITAE + NF: two-path encoder, losses, two-stage training, the estimator on small clips."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from skorch.callbacks import Callback
+
+from sknovelty import TwoPathFlowDetector, load
+from sknovelty.itae import ITAEDecoder, TwoPathEncoder, gradient_loss, ms_ssim
+
+
+def tiny_itae(**kw):
+    return TwoPathFlowDetector(**{"width": 0.0625, "epochs": 2, "flow_epochs": 2, "n_steps": 1,
+                                  "flow_hidden": 4, "batch_size": 4, "random_state": 0,
+                                  "device": "cpu", **kw})
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return np.random.RandomState(0).rand(20, 1, 8, 16, 16).astype(np.float32)
+
+
+def test_static_path_sees_only_every_tau_th_frame():
+    enc = TwoPathEncoder(1, width=0.0625, tau=4).eval()
+    seen = []
+    enc.static[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x = torch.rand(2, 1, 8, 16, 16)
+    enc(x)
+    torch.testing.assert_close(seen[0], x[:, :, ::4])
+    # frames 1-3 and 5-7 reach the static path only through the lateral connections
+    y = x.clone()
+    y[:, :, 1] += 1.0
+    enc(y)
+    torch.testing.assert_close(seen[1], seen[0])
+
+
+@pytest.mark.parametrize("shape, tau", [((1, 8, 16, 16), 4), ((3, 4, 12, 20), 2), ((1, 16, 32, 32), 4)])
+def test_shapes_through_both_paths_and_the_decoder(shape, tau):
+    enc = TwoPathEncoder(shape[0], width=0.0625, tau=tau)
+    dec = ITAEDecoder(enc.out_channels, shape, width=0.0625, tau=tau)
+    x = torch.rand(2, *shape)
+    fused, s, d = enc(x)
+    c, t, h, w = shape
+    assert s.shape == (2, enc.static_channels + 0, t // tau, -(-h // 4), -(-w // 4))
+    assert d.shape == (2, enc.dynamic_channels, t, -(-h // 4), -(-w // 4))
+    assert fused.shape[1] == enc.out_channels and fused.shape[2] == t // tau
+    assert dec(fused).shape == x.shape
+
+
+def test_one_path_encoder_has_no_dynamic_path():
+    enc = TwoPathEncoder(1, width=0.0625, two_path=False)
+    fused, s, d = enc(torch.rand(2, 1, 8, 16, 16))
+    assert d is None and len(enc.dynamic) == 0 and fused.shape[2] == 8
+
+
+def test_reconstruction_losses():
+    x = torch.rand(4, 1, 32, 32)
+    assert ms_ssim(x, x).allclose(torch.ones(4))
+    noisy = (x + 0.3 * torch.randn_like(x)).clamp(0, 1)
+    assert (ms_ssim(x, noisy) < 0.9).all()
+    assert gradient_loss(x, x).item() == 0
+    assert gradient_loss(x, noisy).item() > 0
+
+
+class _Snapshot(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == net.ae_epochs:
+            self.state_ = {k: v.clone() for k, v in net.module_.autoencoder.state_dict().items()}
+
+
+def test_two_stage_training_freezes_the_autoencoder_in_stage_two(clips):
+    det = tiny_itae(callbacks=[_Snapshot()]).fit(clips)
+    snap = next(cb for _, cb in det.net_.callbacks_ if isinstance(cb, _Snapshot))  # fit's copy
+    assert len(det.net_.history) == 4
+    for k, v in det.net_.module_.autoencoder.state_dict().items():
+        assert torch.equal(v, snap.state_[k]), k  # weights and BN statistics unchanged
+    comps = det.score_components(clips[:3])
+    assert set(comps) == {"rec", "nll_static", "nll_dynamic", "nll"}
+    np.testing.assert_allclose(comps["nll"], comps["nll_static"] + comps["nll_dynamic"], rtol=1e-6)
+    # eq. 14: rec + lambda_l * nll, each scaled on the held-out clips
+    norm = det.normalization_
+    expected = -((comps["rec"] - norm["rec"][0]) / (norm["rec"][1] - norm["rec"][0])
+                 + det.lambda_l * (comps["nll"] - norm["nll"][0]) / (norm["nll"][1] - norm["nll"][0]))
+    np.testing.assert_allclose(det.score_samples(clips[:3]), expected)
+
+
+def test_without_flows_the_score_is_the_patch_error(clips):
+    det = tiny_itae(flows=False).fit(clips)
+    assert len(det.net_.history) == 2
+    assert set(det.score_components(clips[:2])) == {"rec"}
+
+
+def test_contract_on_clips(clips, tmp_path):
+    det = tiny_itae()
+    with pytest.raises(NotFittedError):
+        det.score_samples(clips)
+    assert clone(det).get_params() == det.get_params()
+    det.fit(clips)
+    expected = det.score_samples(clips[:6])
+    np.testing.assert_array_equal(tiny_itae().fit(clips).score_samples(clips[:6]), expected)
+    np.testing.assert_array_equal(det.score_samples(clips[:6][::-1])[::-1], expected)
+    assert det.predict(clips[:6]).tolist() == [1 if v >= 0 else -1 for v in det.decision_function(clips[:6])]
+    det.save(tmp_path / "itae.pt")
+    for other in (pickle.loads(pickle.dumps(det)), load(tmp_path / "itae.pt")):
+        np.testing.assert_array_equal(other.score_samples(clips[:6]), expected)
+    with pytest.raises(ValueError, match="accepts video clips"):
+        tiny_itae().fit(clips[:, 0, 0])
+    with pytest.raises(ValueError, match="tau=4"):
+        tiny_itae().fit(clips[:, :, :6])
