@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance  # noqa: E402
+from one_class import provenance, provenance_lines  # noqa: E402
 
 from sknovelty import PseudoAnomalyDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402
@@ -107,11 +107,7 @@ def plots(args, keep, labels, events):
 
 def write(args, rows, shape):
     info = provenance(args)
-    lines = ["# LTG on synthetic moving-shapes video", "",
-             f"- command: `{info['command']}`", f"- date: {info['date']}",
-             f"- machine: {info['machine']}",
-             "- versions: python " + info["python"] + ", "
-             + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+    lines = ["# LTG on synthetic moving-shapes video", "", *provenance_lines(info),
              f"- data: `make_moving_shapes(n_train=4, n_test=4, n_frames=120, size=32, "
              f"random_state={args.data_seed})`; training clips {shape} (stride 4); test: every "
              f"16-frame clip (stride 1); model width {args.width}, lam 0.1, p 0.5, batch 16, "

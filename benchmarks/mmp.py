@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance  # noqa: E402
+from one_class import provenance, provenance_lines  # noqa: E402
 
 from sknovelty import MaskedMultiPredictionDetector  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, make_roads, one_class_split  # noqa: E402
@@ -65,7 +65,7 @@ def roads(args):
             det.fit(X[y == 1])
             score = auroc(y, det.score_samples(X))
             rows.append(dict(roads=m, model=label, auroc=score,
-                             participation=det.participation_.round(3).tolist()))
+                             participation=[round(float(v), 3) for v in det.participation_]))
             fits[m, label] = (det, X, y)
             print(f"roads m={m} {label:28s} AUROC {score:.4f}", flush=True)
     plot_roads(os.path.join(args.out, "mmp_roads.png"), fits, args.roads)
@@ -139,11 +139,7 @@ def _mean(rows, config, key):
 
 def write(args, results):
     info = provenance(args)
-    lines = ["# MMP analyses (roads, MNIST-5k tables 1 and 2)", "",
-             f"- command: `{info['command']}`", f"- date: {info['date']}",
-             f"- machine: {info['machine']}",
-             "- versions: python " + info["python"] + ", "
-             + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+    lines = ["# MMP analyses (roads, MNIST-5k tables 1 and 2)", "", *provenance_lines(info),
              f"- seed {args.seed}; MNIST classes {args.classes}; MNIST epochs "
              f"{args.epochs or 'estimator default'}", ""]
     if "roads" in results:

@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -192,13 +193,21 @@ def provenance(args):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
+        "command": "python " + shlex.join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, GPU {gpu}",
         "versions": {p: _version(p) for p in ("sknovelty", "torch", "scikit-learn", "skorch",
                                              "numpy", "pyod")},
         "python": platform.python_version(),
     }
+
+
+def provenance_lines(info):
+    """The command, date, machine and versions lines that open a result file."""
+    return [f"- command: `{info['command']}`", f"- date: {info['date']}",
+            f"- machine: {info['machine']}",
+            "- versions: python " + info["python"] + ", "
+            + ", ".join(f"{k} {v}" for k, v in info["versions"].items())]
 
 
 def summarise(rows, methods, classes):

@@ -196,7 +196,10 @@ def make_moving_shapes(n_train=4, n_test=4, n_frames=120, size=32, random_state=
 
 
 def _read_image(path):
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("reading UCSD Ped2 frames needs pillow: pip install pillow") from exc
 
     with Image.open(path) as im:
         arr = np.asarray(im.convert("L"), dtype=np.float32)

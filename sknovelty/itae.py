@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import BaseDeepDetector, DetectorNet
+from .nn.blocks import scale_channels
 from .nn.flows import Glow
 
 __all__ = ["FlowDensityDetector", "FlowModule", "NLLLoss", "TwoPathFlowDetector", "ITAEModule",
@@ -142,10 +143,6 @@ class FlowDensityDetector(BaseDeepDetector):
 
 
 # ============================================================================ ITAE (two paths)
-def _scaled(channels, width):
-    return tuple(max(1, int(round(c * width))) for c in channels)
-
-
 def _conv_bn(a, b, kernel, stride):
     pad = tuple(k // 2 for k in kernel)
     return nn.Sequential(nn.Conv3d(a, b, kernel, stride=stride, padding=pad), nn.BatchNorm3d(b),
@@ -169,8 +166,8 @@ class TwoPathEncoder(nn.Module):
         super().__init__()
         self.tau = tau if two_path else 1
         self.two_path = two_path
-        static_w = _scaled([c for c, _, _ in STATIC], width)
-        dyn_w = _scaled([c for c, _, _ in DYNAMIC], width)
+        static_w = scale_channels([c for c, _, _ in STATIC], width)
+        dyn_w = scale_channels([c for c, _, _ in DYNAMIC], width)
         self.static, self.dynamic, self.lateral = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         a_s, a_d = in_channels, in_channels
         for i, ((_, ks, ss), (_, kd, sd)) in enumerate(zip(STATIC, DYNAMIC)):
@@ -209,7 +206,7 @@ class ITAEDecoder(nn.Module):
         super().__init__()
         c, t, h, w = out_shape
         t_strides = {1: (1, 1), 2: (2, 1), 4: (2, 2)}[tau]
-        widths = _scaled((256, 128, 96), width)
+        widths = scale_channels((256, 128, 96), width)
         sizes = [(math.ceil(t / tau), math.ceil(h / 4), math.ceil(w / 4))]
         sizes.append((sizes[0][0] * t_strides[0], math.ceil(h / 2), math.ceil(w / 2)))
         sizes.append((t, h, w))

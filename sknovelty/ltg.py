@@ -22,14 +22,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import AdversarialNet, BaseDeepDetector, DetectorNet
+from .nn.blocks import scale_channels
 
 __all__ = ["PseudoAnomalyDetector", "LTGLoss", "LTGModule", "NoiseMonitor", "psnr"]
 
 F_SLOPE = 0.2  # LeakyReLU of the video networks (tables 3-4)
-
-
-def _scaled(channels, width):
-    return tuple(max(1, int(round(c * width))) for c in channels)
 
 
 # ---------------------------------------------------------------------------- image networks
@@ -138,7 +135,7 @@ DEFAULT_CHANNELS = {  # (F, G) widths of the paper's appendix
 def build_networks(sample_shape, width=1.0):
     """F and G for vectors, images or clips, and the value range the data is mapped to."""
     rank = len(sample_shape)
-    f_ch, g_ch = (_scaled(c, width) for c in DEFAULT_CHANNELS[rank])
+    f_ch, g_ch = (scale_channels(c, width) for c in DEFAULT_CHANNELS[rank])
     if rank == 1:
         return (VectorAutoencoder(sample_shape[0], f_ch, nn.Sigmoid()),
                 VectorAutoencoder(sample_shape[0], g_ch, nn.Tanh()), (0.0, 1.0))

@@ -49,3 +49,8 @@ class ResidualUp2d(_ResidualStep):
                                bias=False),
             out_channels,
         )
+
+
+def scale_channels(channels, width):
+    """Channel counts multiplied by ``width`` (rounded, at least 1): the paper's sizes at 1.0."""
+    return tuple(max(1, int(round(c * width))) for c in channels)
