@@ -16,9 +16,10 @@ HELD_OUT_OFFSET = {
 }
 
 
-# LTG's small dense layers: float32 GEMM kernels round a row differently depending on its
-# position in the scoring chunk (measured: 6e-8 on F's output, 4e-7 relative on a decision
-# value near 0), above the check's rtol of 1e-7.
+# LTG's and MMP's small dense layers: float32 GEMM kernels round a row differently depending
+# on its position in the scoring chunk (measured: 6e-8 on LTG's F output, 4e-7 relative on a
+# decision value; MMP 4e-7 relative in a clean CI venv, exact locally), above the check's rtol
+# of 1e-7. Non-strict: the check passes on some machines.
 ROW_POSITION_ROUNDING = {
     "check_methods_sample_order_invariance": "float32 GEMM rounding depends on the row position",
 }
@@ -26,7 +27,7 @@ ROW_POSITION_ROUNDING = {
 
 def _expected_failures(estimator):
     failures = dict(HELD_OUT_OFFSET) if getattr(estimator, "validation_fraction", 0) > 0 else {}
-    if type(estimator).__name__ == "PseudoAnomalyDetector":
+    if type(estimator).__name__ in ("PseudoAnomalyDetector", "MaskedMultiPredictionDetector"):
         failures.update(ROW_POSITION_ROUNDING)
     return failures
 
