@@ -13,7 +13,6 @@ scores over time for one test video).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines  # noqa: E402
+from one_class import provenance, provenance_lines, save_result, seed_row  # noqa: E402
 
 from sknovelty import FlowDensityDetector, TwoPathFlowDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402
@@ -129,20 +128,9 @@ def write(args, rows, shape):
              "| model | frame AUROC | EER | AUROC (score per-video normalised) | fit s | clips/s "
              "(frames/s for NF on frames) |", "|---|---|---|---|---|---|"]
     for name in names:
-        sel = [r for r in rows if r["row"] == name]
-
-        def ms(key):
-            v = [r[key] for r in sel]
-            return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
-
-        lines.append(f"| {name} | {ms('auroc')} | {ms('eer')} | {ms('auroc_videonorm')} | "
-                     f"{np.mean([r['fit_s'] for r in sel]):.1f} | "
-                     f"{np.mean([r['clips_per_s'] for r in sel]):.0f} |")
-    with open(os.path.join(args.out, "itae_video.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "itae_video.json"), "w") as f:
-        json.dump({"info": info, "rows": rows}, f, indent=1)
-    print("\n".join(lines))
+        lines.append(seed_row(name, [r for r in rows if r["row"] == name],
+                              ("auroc", "eer", "auroc_videonorm")))
+    save_result(args.out, "itae_video", lines, {"info": info, "rows": rows})
 
 
 def main(argv=None):

@@ -13,7 +13,6 @@ the plain clip reconstruction error, averaged over the clips containing a frame)
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines  # noqa: E402
+from one_class import provenance, provenance_lines, save_result, seed_row  # noqa: E402
 
 from sknovelty import PseudoAnomalyDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402
@@ -118,20 +117,9 @@ def write(args, rows, shape):
              "| variant | frame AUROC (PSNR) | EER (PSNR) | frame AUROC (rec) | EER (rec) | fit s | "
              "clips/s |", "|---|---|---|---|---|---|---|"]
     for name in VARIANTS:
-        sel = [r for r in rows if r["variant"] == name]
-
-        def ms(key):
-            v = [r[key] for r in sel]
-            return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
-
-        lines.append(f"| {name} | {ms('auroc_psnr')} | {ms('eer_psnr')} | {ms('auroc_rec')} | "
-                     f"{ms('eer_rec')} | {np.mean([r['fit_s'] for r in sel]):.1f} | "
-                     f"{np.mean([r['clips_per_s'] for r in sel]):.0f} |")
-    with open(os.path.join(args.out, "ltg_video.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "ltg_video.json"), "w") as f:
-        json.dump({"info": info, "rows": rows}, f, indent=1)
-    print("\n".join(lines))
+        lines.append(seed_row(name, [r for r in rows if r["variant"] == name],
+                              ("auroc_psnr", "eer_psnr", "auroc_rec", "eer_rec")))
+    save_result(args.out, "ltg_video", lines, {"info": info, "rows": rows})
 
 
 def main(argv=None):

@@ -210,6 +210,23 @@ def provenance_lines(info):
             + ", ".join(f"{k} {v}" for k, v in info["versions"].items())]
 
 
+def seed_row(label, rows, metrics, rate="clips_per_s"):
+    """``| label | mean ± std of each metric | mean fit s | mean rate |`` over the given rows."""
+    cells = [f"{np.mean([r[m] for r in rows]):.3f} ± {np.std([r[m] for r in rows]):.3f}"
+             for m in metrics]
+    return (f"| {label} | " + " | ".join(cells) + f" | {np.mean([r['fit_s'] for r in rows]):.1f} | "
+            f"{np.mean([r[rate] for r in rows]):.0f} |")
+
+
+def save_result(out, stem, lines, payload):
+    """Write ``stem.md`` (the lines) and ``stem.json`` (the payload) to ``out``; print the table."""
+    with open(os.path.join(out, stem + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, stem + ".json"), "w") as f:
+        json.dump(payload, f, indent=1)
+    print("\n".join(lines))
+
+
 def summarise(rows, methods, classes):
     """AUROC mean/std over seeds per (method, class), and per method over classes."""
     table = {}
