@@ -1,10 +1,15 @@
-"""CUDA paths of the base estimator on a GPU machine: fit, score, GPU -> CPU round trips.
+"""CUDA paths of every deep estimator on a GPU machine: fit, score, GPU -> CPU round trips.
 
-    python benchmarks/gpu_check.py --out benchmarks/results
+    python benchmarks/gpu_check.py                          # all methods, default settings
+    python benchmarks/gpu_check.py --methods LSA OLED --with-cpu   # CPU timings next to them
+    python benchmarks/gpu_check.py --device cpu --epochs 1 --out /tmp/x   # smoke run, no GPU
 
-Fits LSA (default settings) on MNIST-5k class 0 on CUDA, times the fit and the scoring
-throughput, then checks that the model scores the same after pickle, after save/load onto the
-CPU, and in a subprocess that sees no GPU at all. Writes ``gpu_check.md``.
+For each method: fit with its default settings on CUDA (images: MNIST-5k class 0, seed-0
+split; ITAE: 16-frame clips of ``make_moving_shapes``), time the fit and the scoring
+throughput, then check that the fitted model scores the same after pickling, after
+``save`` on CUDA and ``load(device="cpu")``, and in a subprocess that sees no GPU at all
+(``CUDA_VISIBLE_DEVICES=''``). Differences are max |score difference| divided by the
+score range on the test set. Writes ``gpu_check.md``.
 """
 
 import argparse
@@ -12,80 +17,123 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
-from sknovelty import LatentAutoregressiveDetector, load
-from sknovelty.datasets import load_mnist_5k, one_class_split
-from sknovelty.metrics import auroc
+sys.path.insert(0, os.path.dirname(__file__))
+from one_class import provenance, provenance_lines, save_result  # noqa: E402
 
+from sknovelty import (AdversarialMaskingDetector, FlowDensityDetector,  # noqa: E402
+                       LatentAutoregressiveDetector, MaskedMultiPredictionDetector,
+                       PseudoAnomalyDetector, TwoPathFlowDetector, load)
+from sknovelty.datasets import load_mnist_5k, make_moving_shapes, one_class_split  # noqa: E402
+from sknovelty.metrics import auroc  # noqa: E402
+from sknovelty.video import frames_to_clips  # noqa: E402
+
+METHODS = {
+    "LSA": LatentAutoregressiveDetector,
+    "OLED": AdversarialMaskingDetector,
+    "MMP": MaskedMultiPredictionDetector,
+    "LTG": PseudoAnomalyDetector,
+    "NF": FlowDensityDetector,
+    "ITAE": lambda **kw: TwoPathFlowDetector(width=0.125, **kw),
+}
 CPU_ONLY = """
 import pickle, sys, numpy as np, torch
 assert not torch.cuda.is_available()
 det = pickle.load(open(sys.argv[1], "rb"))
-X = np.load(sys.argv[2])
-np.save(sys.argv[3], det.score_samples(X))
-print("cpu-only subprocess device_:", det.device_)
+np.save(sys.argv[3], det.score_samples(np.load(sys.argv[2])))
 """
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    lines = [f"# CUDA check ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             "- command: `python benchmarks/gpu_check.py`",
-             f"- GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}", ""]
+def _data(name):
+    if name == "ITAE":
+        train, test, _, _ = make_moving_shapes(n_train=4, n_test=1, n_frames=120, size=32,
+                                               random_state=0)
+        X_train = np.concatenate([frames_to_clips(v, 16, stride=4)[0] for v in train])
+        return X_train, frames_to_clips(test[0], 16, stride=2)[0], None
     X, y = load_mnist_5k()
-    X_train, X_test, y_test = one_class_split(X, y, 0, random_state=0)
-    for device in ("cuda", "cpu") if "--with-cpu" in sys.argv else ("cuda",):
-        det = LatentAutoregressiveDetector(random_state=0, device=device)
-        start = time.perf_counter()
-        det.fit(X_train)
+    return one_class_split(X, y, 0, random_state=0)
+
+
+def _sync(device):
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
-        fit_s = time.perf_counter() - start
-        det.score_samples(X[:64])  # warm-up
-        rates = []
-        for chunk in (64, 1024):
-            det.set_params(batch_size=chunk)
-            start = time.perf_counter()
-            det.score_samples(X)
-            rates.append(len(X) / (time.perf_counter() - start))
-        det.set_params(batch_size=64)
-        scores = det.score_samples(X_test)
-        lines.append(f"- LSA default settings on {device}: fit {fit_s:.1f} s ({len(X_train)} images, "
-                     f"{det.epochs} epochs), AUROC class 0 = {auroc(y_test, scores):.3f}, scoring "
-                     f"{rates[0]:.0f} images/s (chunk 64, the default batch_size) and {rates[1]:.0f} "
-                     f"images/s (batch_size=1024)")
-    assert next(det.net_.module_.parameters()).is_cuda or "--with-cpu" in sys.argv
-    # pickle on this machine
+
+
+def check(name, device, epochs, tmp):
+    X_train, X_test, y_test = _data(name)
+    det = METHODS[name](random_state=0, device=device, **({"epochs": epochs} if epochs else {}))
+    start = time.perf_counter()
+    det.fit(X_train)
+    _sync(device)
+    fit_s = time.perf_counter() - start
+    det.score_samples(X_test[:8])  # warm-up
+    start = time.perf_counter()
+    scores = det.score_samples(X_test)
+    _sync(device)
+    rate = len(X_test) / (time.perf_counter() - start)
+    scale = float(np.ptp(scores)) or 1.0
+    row = dict(method=name, device=det.device_, fit_s=fit_s, epochs=det.epochs, per_s=rate,
+               n_train=len(X_train), auroc=auroc(y_test, scores) if y_test is not None else None,
+               on_device=next(det.net_.module_.parameters()).device.type,
+               finite=bool(np.isfinite(scores).all()))
     again = pickle.loads(pickle.dumps(det))
-    d_pickle = np.abs(again.score_samples(X_test) - scores).max()
-    # save / load onto the CPU
-    det.save(os.path.join(args.out, "gpu_model.pt"))
-    cpu = load(os.path.join(args.out, "gpu_model.pt"), device="cpu")
-    d_cpu = np.abs(cpu.score_samples(X_test) - scores).max()
-    os.remove(os.path.join(args.out, "gpu_model.pt"))
-    # a process that sees no GPU unpickles the CUDA-fitted model
-    with open("/tmp/gpu_det.pkl", "wb") as f:
+    row["d_pickle"] = float(np.abs(again.score_samples(X_test) - scores).max()) / scale
+    path = os.path.join(tmp, "model.pt")
+    det.save(path)
+    cpu = load(path, device="cpu")
+    row["cpu_params"] = next(cpu.net_.module_.parameters()).device.type
+    row["d_cpu"] = float(np.abs(cpu.score_samples(X_test) - scores).max()) / scale
+    with open(os.path.join(tmp, "det.pkl"), "wb") as f:
         pickle.dump(det, f)
-    np.save("/tmp/gpu_X.npy", X_test)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-c", CPU_ONLY, "/tmp/gpu_det.pkl", "/tmp/gpu_X.npy",
-                           "/tmp/gpu_s.npy"], env=env, capture_output=True, text=True)
-    print(proc.stdout, proc.stderr[-2000:])
-    d_sub = np.abs(np.load("/tmp/gpu_s.npy") - scores).max() if proc.returncode == 0 else float("nan")
-    lines += [f"- pickle round trip on the GPU machine: max |score difference| = {d_pickle:.2e}",
-              f"- save on CUDA -> load(device='cpu'): max |score difference| = {d_cpu:.2e}",
-              f"- CUDA-fitted model unpickled in a process with CUDA_VISIBLE_DEVICES='' : "
-              f"exit {proc.returncode}, max |score difference| = {d_sub:.2e}"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(os.path.join(args.out, "gpu_check.md"), "w") as f:
-        f.write(text)
+    np.save(os.path.join(tmp, "X.npy"), X_test)
+    proc = subprocess.run([sys.executable, "-c", CPU_ONLY, os.path.join(tmp, "det.pkl"),
+                           os.path.join(tmp, "X.npy"), os.path.join(tmp, "s.npy")],
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True,
+                          text=True)
+    row["subprocess_rc"] = proc.returncode
+    row["d_subprocess"] = (float(np.abs(np.load(os.path.join(tmp, "s.npy")) - scores).max()) / scale
+                           if proc.returncode == 0 else float("nan"))
+    if proc.returncode:
+        print(proc.stderr[-2000:])
+    print(row, flush=True)
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--with-cpu", action="store_true", help="also fit each method on the CPU")
+    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("no CUDA device here; use --device cpu for a smoke run")
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.methods:
+            for device in (args.device, "cpu") if args.with_cpu else (args.device,):
+                rows.append(check(name, device, args.epochs, tmp))
+    lines = ["# CUDA check: every deep estimator on the GPU, then back on the CPU", "",
+             *provenance_lines(provenance(args)),
+             "- data: MNIST-5k class 0 (seed-0 split) for the image methods; for ITAE "
+             "(width 0.125) 16-frame clips of `make_moving_shapes` (train stride 4, one test "
+             "video at stride 2). Differences: max |score difference| / score range.", "",
+             "| method | device | epochs | fit s | scoring /s | AUROC | params on | pickle diff | "
+             "save -> load(cpu) diff | CPU-only process diff |", "|---" * 10 + "|"]
+    for r in rows:
+        auc = f"{r['auroc']:.3f}" if r["auroc"] is not None else "-"
+        lines.append(f"| {r['method']} | {r['device']} | {r['epochs']} | {r['fit_s']:.1f} | "
+                     f"{r['per_s']:.0f} | {auc} | {r['on_device']} (loaded: {r['cpu_params']}) | "
+                     f"{r['d_pickle']:.1e} | {r['d_cpu']:.1e} | "
+                     f"{r['d_subprocess']:.1e} (exit {r['subprocess_rc']}) |")
+    save_result(args.out, "gpu_check", lines, {"rows": rows})
 
 
 if __name__ == "__main__":

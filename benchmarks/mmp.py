@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines  # noqa: E402
+from one_class import provenance, provenance_lines, save_result  # noqa: E402
 
 from sknovelty import MaskedMultiPredictionDetector  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, make_roads, one_class_split  # noqa: E402
@@ -137,21 +137,29 @@ def _mean(rows, config, key):
     return float(np.mean([r[key] for r in rows if r["config"] == config]))
 
 
-def write(args, results):
-    info = provenance(args)
-    lines = ["# MMP analyses (roads, MNIST-5k tables 1 and 2)", "", *provenance_lines(info),
-             f"- seed {args.seed}; MNIST classes {args.classes}; MNIST epochs "
-             f"{args.epochs or 'estimator default'}", ""]
+def _run_lines(info):
+    return [f"Run: `{info['command']}` ({info['date']}; {info['machine']}; seed {info['seed']}"
+            + (f"; MNIST classes {info['classes']}, epochs {info['epochs'] or 'estimator default'}"
+               if info.get("classes") is not None else "") + ").", ""]
+
+
+def write(args, results, infos):
+    """Write mmp.md/json. ``infos`` maps each part to the provenance of the run that made it."""
+    latest = max(infos.values(), key=lambda i: i["date"])
+    lines = ["# MMP analyses (roads, MNIST-5k tables 1 and 2)", "", *provenance_lines(latest),
+             "- each section names the run that produced it (parts not rerun are kept from the "
+             "previous result file)", ""]
     if "roads" in results:
-        lines += ["## Proposition 3 on the roads set", "",
+        lines += ["## Proposition 3 on the roads set", "", *_run_lines(infos["roads"]),
                   "1,000 normal samples (train on them), 2,000 anomalies uniform in [-1, 1]^2; "
                   "the future position (last two features) is masked. Plot: `mmp_roads.png`.", "",
                   "| roads m | model | AUROC | participation |", "|---|---|---|---|"]
         for r in results["roads"]:
-            lines.append(f"| {r['roads']} | {r['model']} | {r['auroc']:.4f} | {r['participation']} |")
+            lines.append(f"| {r['roads']} | {r['model']} | {r['auroc']:.4f} | "
+                         f"[{', '.join(f'{v:.3f}' for v in r['participation'])}] |")
     if "table1" in results:
         rows = results["table1"]
-        lines += ["", "## Table 1: influence of the training loss", "",
+        lines += ["", "## Table 1: influence of the training loss", "", *_run_lines(infos["table1"]),
                   "Participation: predictors with a non-zero share of nearest-neighbour wins in the "
                   "last epoch, mean over classes. Prediction loss: nearest-neighbour MSE per pixel "
                   "(inputs in [0, 1]) on the held-out normal test images, x 1e3, mean over classes.",
@@ -166,6 +174,7 @@ def write(args, results):
     if "table2" in results:
         rows = results["table2"]
         lines += ["", "## Table 2: influence of masking (mean AUROC over classes)", "",
+                  *_run_lines(infos["table2"]),
                   "| patch size (75% masked) | AUROC | paper (patch scaled from 64 px) |", "|---|---|---|"]
         for p in PATCHES:
             lines.append(f"| {p}x{p} | {_mean(rows, f'patch {p}, 75%', 'auroc'):.3f} | "
@@ -179,11 +188,7 @@ def write(args, results):
         lines += ["", f"Fit seconds per class (mean over all MNIST fits above): "
                   f"{np.mean([r['fit_s'] for r in timed]):.1f}; scoring "
                   f"{np.mean([r['images_per_s'] for r in timed]):.0f} images/s."]
-    with open(os.path.join(args.out, "mmp.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "mmp.json"), "w") as f:
-        json.dump({"info": info, **results}, f, indent=1)
-    print("\n".join(lines))
+    save_result(args.out, "mmp", lines, {"infos": infos, **results})
 
 
 def main(argv=None):
@@ -198,7 +203,18 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    results = {}
+    results, infos = {}, {}
+    path = os.path.join(args.out, "mmp.json")
+    if os.path.exists(path):  # keep the parts not rerun now
+        with open(path) as f:
+            old = json.load(f)
+        for part in ("roads", "table1", "table2"):
+            if part in old and part not in args.parts:
+                results[part] = old[part]
+                infos[part] = old.get("infos", {}).get(part) or {"seed": 0, **old["info"]}
+    info = dict(provenance(args), seed=args.seed, classes=None, epochs=args.epochs)
+    for part in args.parts:
+        infos[part] = info if part == "roads" else dict(info, classes=list(args.classes))
     if "roads" in args.parts:
         results["roads"] = roads(args)
     if "table1" in args.parts:
@@ -211,7 +227,7 @@ def main(argv=None):
                     for r in RATIOS if r != 0.75]
         results["table2"] = one_class_runs(args, configs)
         # the 75% row of the masking table is the "patch 7, 75%" model of the patch table
-    write(args, results)
+    write(args, results, infos)
 
 
 if __name__ == "__main__":

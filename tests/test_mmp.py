@@ -153,12 +153,16 @@ def test_components_predict_all_and_fitted_attributes(digits):
     assert det.mask_.shape == (1, 8, 8)
 
 
-@pytest.mark.parametrize("kw", [{}, {"hidden_features": None}])
-def test_determinism_and_round_trips(kw, digits, tmp_path):
+@pytest.mark.parametrize("kw", [{}, {"hidden_features": [False] * 6 + [True] * 2}])
+def test_determinism_and_round_trips(kw, digits, blobs, tmp_path):
     X, y = digits
+    if kw:  # vectors with an explicit feature mask: 8 features, the last 2 hidden
+        X, y = np.hstack([blobs, blobs[:, :3]]), np.zeros(len(blobs), int) + 1
     det = tiny_mmp(**kw).fit(X[y == 1][:80])
     expected = det.score_samples(X[:40])
     np.testing.assert_array_equal(tiny_mmp(**kw).fit(X[y == 1][:80]).score_samples(X[:40]), expected)
+    if kw:
+        np.testing.assert_array_equal(det.mask_, [1, 1, 1, 1, 1, 1, 0, 0])
     det.save(tmp_path / "m.pt")
     for other in (pickle.loads(pickle.dumps(det)), load(tmp_path / "m.pt")):
         np.testing.assert_array_equal(other.score_samples(X[:40]), expected)
@@ -181,6 +185,8 @@ def test_invalid_settings_are_clear_errors(digits, blobs):
         tiny_mmp(hidden_features=[True] * 64).fit(X[y == 0])
     with pytest.raises(ValueError, match="hidden_features has 3 entries"):
         tiny_mmp(hidden_features=[True, False, True]).fit(blobs)
+    with pytest.raises(ValueError, match="boolean mask"):  # indices are not a mask
+        tiny_mmp(hidden_features=[0, 1, 2, 3, 4]).fit(blobs)
     with pytest.raises(ValueError, match="loss"):
         tiny_mmp(loss="max").fit(blobs)
 

@@ -110,21 +110,21 @@ class AffineCoupling(nn.Module):
             nn.Conv2d(self.n_a, hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, hidden, 1), nn.ReLU(), _ZeroConv(hidden, 2 * n_b))
 
-    def _shift_scale(self, x_a):
+    def _shift_log_scale(self, x_a):
         h = self.net(x_a)
-        shift, raw = h[:, 0::2], h[:, 1::2]
-        return shift, torch.sigmoid(raw + 2.0)
+        # log sigmoid computed directly: finite even where sigmoid underflows to 0
+        return h[:, 0::2], F.logsigmoid(h[:, 1::2] + 2.0)
 
     def forward(self, x):
         x_a, x_b = x[:, : self.n_a], x[:, self.n_a:]
-        shift, scale = self._shift_scale(x_a)
-        y_b = (x_b + shift) * scale
-        return torch.cat([x_a, y_b], 1), torch.log(scale).flatten(1).sum(1)
+        shift, log_scale = self._shift_log_scale(x_a)
+        y_b = (x_b + shift) * log_scale.exp()
+        return torch.cat([x_a, y_b], 1), log_scale.flatten(1).sum(1)
 
     def inverse(self, y):
         y_a, y_b = y[:, : self.n_a], y[:, self.n_a:]
-        shift, scale = self._shift_scale(y_a)
-        return torch.cat([y_a, y_b / scale - shift], 1)
+        shift, log_scale = self._shift_log_scale(y_a)
+        return torch.cat([y_a, y_b * (-log_scale).exp() - shift], 1)
 
 
 class FlowStep(nn.Module):
