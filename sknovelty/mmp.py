@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .base import BaseDeepDetector, check_positive_ints
+from .base import BaseDeepDetector, TrainingDivergedError, check_positive_ints
 
 __all__ = ["MaskedMultiPredictionDetector", "MMPLoss", "MMPModule", "patch_mask"]
 
@@ -411,6 +411,32 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
 
     def _finalize_fit(self):
         self.participation_ = self.net_.criterion_.participation.cpu().numpy().copy()
+
+    def _set_reference(self, X_ref):
+        self._check_not_collapsed(X_ref)
+        super()._set_reference(X_ref)
+
+    def _check_not_collapsed(self, X_ref):
+        """Raise if every prediction ignores its input although the visible inputs differ.
+
+        Seen on MNIST (default settings, some seeds): after ~15 epochs at learning rate 1e-3
+        the network's units die, all predictions become the same constant image (sigmoid
+        saturated at 0), and the score degrades to the input's ink (AUROC ~0.5). The loss
+        stays finite, so the base's NaN check does not see it.
+        """
+        module = self.net_.module_
+        out = self._map_chunks(X_ref, lambda xb: {
+            "visible": ((xb - module.low) / module.span * module.mask).flatten(1),
+            "pred": module(xb)[1].flatten(2)})
+        if len(X_ref) < 2 or out["visible"].std(0).max() < 1e-6:
+            return  # nothing to compare: constant visible inputs may give constant predictions
+        if out["pred"].std(0).max() < 1e-6:
+            epochs = len(self.net_.history)
+            raise TrainingDivergedError(
+                f"{type(self).__name__} collapsed: after {epochs} epochs all predictions are the "
+                f"same for every input (dead units), so scores would only measure the input's "
+                f"magnitude. Try a lower learning_rate (the paper trains at 1e-4) or another "
+                f"random_state.")
 
     _fitted_attributes = (*BaseDeepDetector._fitted_attributes, "participation_")
 

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from skorch.callbacks import Callback
 
 from sknovelty import MaskedMultiPredictionDetector, load
 from sknovelty.datasets import make_roads
@@ -200,3 +201,24 @@ def test_mmp_separates_a_held_out_digit(digits):
                                         state_layers=2, epochs=40, random_state=0,
                                         device="cpu").fit(train)
     assert auroc(labels, det.score_samples(test)) > 0.95
+
+
+class _KillPredictor(Callback):
+    """Simulate the dead-unit collapse: the decoder's weights end at zero, so every input
+    gets the same prediction."""
+
+    def on_train_end(self, net, **kwargs):
+        for p in net.module_.predictor.decoder.parameters():
+            p.data.zero_()
+
+
+def test_a_collapsed_fit_raises_instead_of_returning_a_useless_model(digits):
+    from sknovelty import TrainingDivergedError
+
+    X, y = digits
+    det = tiny_mmp(callbacks=[_KillPredictor()])
+    with pytest.raises(TrainingDivergedError, match="collapsed"):
+        det.fit(X[y == 0])
+    assert not hasattr(det, "net_")  # nothing half-fitted is left behind
+    # constant inputs legitimately give constant predictions: no error there
+    tiny_mmp(callbacks=[_KillPredictor()]).fit(np.zeros((40, 1, 8, 8), np.float32))
