@@ -448,24 +448,23 @@ def main(argv=None):
     if args.rewrite:
         with open(base + ".json") as f:
             old = json.load(f)
-        methods = [m for m in COLUMNS if any(r["method"] == m for r in old["rows"])]
-        classes = sorted({r["cls"] for r in old["rows"]})
-        table = write_markdown(base + ".md", old["rows"], old["runs"], methods, classes)
-        plot(base + ".png", table, old["rocs"], methods, classes)
-        print(open(base + ".md").read())
-        return
-    rows, rocs = run(args)
-    new_labels = sorted({r["method"] for r in rows})
-    runs = [{"info": provenance(args), "methods": new_labels, "seeds": list(args.seeds)}]
-    if args.merge and os.path.exists(base + ".json"):
-        with open(base + ".json") as f:
-            old = json.load(f)
-        rows, rocs, runs = merge_runs(old, rows, rocs, runs[0])
+        rows, rocs, runs = old["rows"], old["rocs"], old["runs"]
+        classes = sorted({r["cls"] for r in rows})
+    else:
+        rows, rocs = run(args)
+        runs = [{"info": provenance(args), "methods": sorted({r["method"] for r in rows}),
+                 "seeds": list(args.seeds)}]
+        classes = args.classes
+        if args.merge and os.path.exists(base + ".json"):
+            with open(base + ".json") as f:
+                old = json.load(f)
+            rows, rocs, runs = merge_runs(old, rows, rocs, runs[0])
     methods = [m for m in COLUMNS if any(r["method"] == m for r in rows)]
-    table = write_markdown(base + ".md", rows, runs, methods, args.classes)
-    plot(base + ".png", table, rocs, methods, args.classes)
-    with open(base + ".json", "w") as f:
-        json.dump({"runs": runs, "rows": rows, "rocs": rocs}, f, indent=1)
+    table = write_markdown(base + ".md", rows, runs, methods, classes)
+    plot(base + ".png", table, rocs, methods, classes)
+    if not args.rewrite:
+        with open(base + ".json", "w") as f:
+            json.dump({"runs": runs, "rows": rows, "rocs": rocs}, f, indent=1)
     print(open(base + ".md").read())
     print(f"wrote {base}.md, .json, .png")
 

@@ -168,9 +168,13 @@ class MMPModule(nn.Module):
         self.state_generator = StateGenerator(state_dim, state_layers)  # R
         self.predictor = StateConditionalNetwork(sample_shape, channels, latent_dim, state_dim)  # f
 
-    def forward(self, x):
+    def masked(self, x):
+        """``(x01, X_M)``: ``x`` mapped to [0, 1] by the training range, and its masked form."""
         x = (x - self.low) / self.span
-        x_m = x * self.mask
+        return x, x * self.mask
+
+    def forward(self, x):
+        x, x_m = self.masked(x)
         h, states = self.first_state(x_m), []
         for _ in range(self.n_predictions):  # the recurrence runs over predictors, not samples
             h = self.state_generator(h)
@@ -426,7 +430,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         """
         module = self.net_.module_
         out = self._map_chunks(X_ref, lambda xb: {
-            "visible": ((xb - module.low) / module.span * module.mask).flatten(1),
+            "visible": module.masked(xb)[1].flatten(1),
             "pred": module(xb)[1].flatten(2)})
         if len(X_ref) < 2 or out["visible"].std(0).max() < 1e-6:
             return  # nothing to compare: constant visible inputs may give constant predictions

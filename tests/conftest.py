@@ -70,3 +70,17 @@ def tiny_flow(**kw):
 
     return FlowDensityDetector(**{"n_levels": 2, "n_steps": 2, "hidden_channels": 8, "epochs": 2,
                                   "batch_size": 16, "random_state": 0, "device": "cpu", **kw})
+
+
+def tiny_itae(**kw):
+    from sknovelty import TwoPathFlowDetector
+
+    return TwoPathFlowDetector(**{"width": 0.0625, "epochs": 2, "flow_epochs": 2, "n_steps": 1,
+                                  "flow_hidden": 4, "batch_size": 4, "random_state": 0,
+                                  "device": "cpu", **kw})
+
+
+@pytest.fixture(scope="session")
+def clips():
+    """Small random clips (n, C, T, H, W) for the video estimators."""
+    return np.random.RandomState(0).rand(20, 1, 8, 16, 16).astype(np.float32)

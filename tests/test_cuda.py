@@ -12,29 +12,17 @@ import torch
 
 from sknovelty import load
 
-from .conftest import tiny_cae, tiny_flow, tiny_lsa, tiny_ltg, tiny_mmp, tiny_oled
-from .test_itae import tiny_itae
+from .conftest import tiny_cae, tiny_flow, tiny_itae, tiny_lsa, tiny_ltg, tiny_mmp, tiny_oled
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 IMAGE_FACTORIES = [tiny_lsa, tiny_oled, tiny_cae, tiny_mmp, tiny_ltg, tiny_flow]
 
 
-def _clips():
-    return np.random.RandomState(0).rand(20, 1, 8, 16, 16).astype(np.float32)
-
-
-def _data(factory, digits):
-    if factory is tiny_itae:
-        X = _clips()
-        return X, X[:8]
-    X, y = digits
-    return X[y == 0][:80], X[:40]
-
-
 @pytest.mark.parametrize("factory", [*IMAGE_FACTORIES, tiny_itae], ids=lambda f: f.__name__)
-def test_cuda_fit_score_pickle_and_load_on_cpu(factory, digits, tmp_path):
-    X_train, X_test = _data(factory, digits)
+def test_cuda_fit_score_pickle_and_load_on_cpu(factory, digits, clips, tmp_path):
+    X, y = digits
+    X_train, X_test = (clips, clips[:8]) if factory is tiny_itae else (X[y == 0][:80], X[:40])
     det = factory(device="cuda").fit(X_train)
     assert det.device_.startswith("cuda")
     assert all(p.is_cuda for p in det.net_.module_.parameters())

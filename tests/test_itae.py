@@ -12,16 +12,7 @@ from skorch.callbacks import Callback
 from sknovelty import TwoPathFlowDetector, load
 from sknovelty.itae import ITAEDecoder, TwoPathEncoder, gradient_loss, ms_ssim
 
-
-def tiny_itae(**kw):
-    return TwoPathFlowDetector(**{"width": 0.0625, "epochs": 2, "flow_epochs": 2, "n_steps": 1,
-                                  "flow_hidden": 4, "batch_size": 4, "random_state": 0,
-                                  "device": "cpu", **kw})
-
-
-@pytest.fixture(scope="module")
-def clips():
-    return np.random.RandomState(0).rand(20, 1, 8, 16, 16).astype(np.float32)
+from .conftest import tiny_itae
 
 
 def test_static_path_sees_only_every_tau_th_frame():
