@@ -15,7 +15,9 @@ seed, train on one class). Writes ``mmp.md`` and ``mmp.json`` (and the roads plo
 
     python benchmarks/mmp.py                       # everything, seed 0, 10 classes
     python benchmarks/mmp.py --parts roads         # seconds
+    python benchmarks/mmp.py --rewrite             # mmp.md from mmp.json, no fitting
     python benchmarks/mmp.py --parts table1 --classes 0 1 --epochs 2   # smoke run
+    python benchmarks/mmp.py --parts table1 table2 --epochs 20 --learning-rate 1e-3  # as recorded
 """
 
 import argparse
@@ -57,7 +59,8 @@ def roads(args):
     for m in args.roads:
         X, y = make_roads(n_roads=m, n_normal=1000, n_anomalies=2000, random_state=args.seed)
         common = dict(hidden_features=[False, False, True, True], channels=(32, 32), state_dim=16,
-                      state_layers=2, epochs=100, batch_size=64, random_state=args.seed,
+                      state_layers=2, epochs=100, batch_size=64, learning_rate=1e-3,
+                      random_state=args.seed,
                       device=args.device)
         for label, n, loss in ((f"MMP n={m}, L_NN + 0.1 L_NP", m, "nn_np"),
                                (f"MMP n={m}, L_NN", m, "nn"), ("single prediction", 1, "nn")):
@@ -113,6 +116,8 @@ def one_class_runs(args, configs):
         for name, params in configs:
             det = MaskedMultiPredictionDetector(random_state=args.seed, device=args.device,
                                                 **({"epochs": args.epochs} if args.epochs else {}),
+                                                **({"learning_rate": args.learning_rate}
+                                                   if args.learning_rate else {}),
                                                 **params)
             start = time.perf_counter()
             det.fit(X_train)
@@ -140,7 +145,9 @@ def _mean(rows, config, key):
 def _run_lines(info):
     return [f"Run: `{info['command']}` ({info['date']}; {info['machine']}; seed {info['seed']}"
             + (f"; MNIST classes {info['classes']}, epochs {info['epochs'] or 'estimator default'}"
-               if info.get("classes") is not None else "") + ").", ""]
+               f", learning rate {info.get('learning_rate') or 'estimator default'}"
+               if info.get("classes") is not None else "") + ")."
+            + (f" Note: {info['note']}" if info.get("note") else ""), ""]
 
 
 def write(args, results, infos):
@@ -199,9 +206,14 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--rewrite", action="store_true",
+                        help="fit nothing: rebuild mmp.md from mmp.json")
     args = parser.parse_args(argv)
+    if args.rewrite:
+        args.parts = []
     os.makedirs(args.out, exist_ok=True)
     results, infos = {}, {}
     path = os.path.join(args.out, "mmp.json")
@@ -212,7 +224,8 @@ def main(argv=None):
             if part in old and part not in args.parts:
                 results[part] = old[part]
                 infos[part] = old.get("infos", {}).get(part) or {"seed": 0, **old["info"]}
-    info = dict(provenance(args), seed=args.seed, classes=None, epochs=args.epochs)
+    info = dict(provenance(args), seed=args.seed, classes=None, epochs=args.epochs,
+                learning_rate=args.learning_rate)
     for part in args.parts:
         infos[part] = info if part == "roads" else dict(info, classes=list(args.classes))
     if "roads" in args.parts:

@@ -228,7 +228,10 @@ class AdversarialNet(DetectorNet):
             grads = torch.autograd.grad(player_loss, params, retain_graph=k + 1 < len(players),
                                         allow_unused=True)
             for p, g in zip(params, grads):
-                p.grad = g
+                # autograd.grad does not apply the gradient-layout contract of backward()
+                # (a transposed convolution's weight gradient comes back in another memory
+                # order); CUDA's fused Adam requires each gradient to have its parameter's strides
+                p.grad = g if g is None or g.stride() == p.stride() else torch.empty_like(p).copy_(g)
         self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
         for optimizer, _ in players:
