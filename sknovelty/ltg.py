@@ -261,6 +261,9 @@ class NoiseMonitor(Callback):
     def on_epoch_end(self, net, **kwargs):
         if self.values_:
             net.history.record("delta_sq", float(torch.stack(self.values_).mean()))
+        # device tensors must not outlive the epoch: the callback is pickled with the model,
+        # and a CUDA tensor kept here would stop a CUDA-fitted model loading without a GPU
+        self.values_ = []
 
 
 # ---------------------------------------------------------------------------- estimator

@@ -604,3 +604,9 @@ class MaskDrift(Callback):
         net.history.record("mask_param_change", float(change))
         if self.grad_norms_:
             net.history.record("mask_grad_norm", float(torch.stack(self.grad_norms_).mean()))
+        self.grad_norms_ = []
+
+    def on_train_end(self, net, **kwargs):
+        # no device tensors are kept once training ends: the callback is pickled with the
+        # model, and CUDA tensors here would stop a CUDA-fitted model loading without a GPU
+        self.hidden_0_ = self.theta_0_ = None

@@ -1,6 +1,7 @@
 """Behaviour of the base estimator through LSA: validation, invariances, determinism,
 labels in fit, persistence, pipelines, devices."""
 
+import io
 import pickle
 
 import joblib
@@ -18,7 +19,7 @@ from skorch.callbacks import Callback
 from sknovelty import TrainingDivergedError, load
 from sknovelty.metrics import auroc_scorer
 
-from .conftest import tiny_ae, tiny_lsa
+from .conftest import tiny_ae, tiny_flow, tiny_itae, tiny_lsa, tiny_ltg, tiny_mmp, tiny_oled
 
 
 def _snapshot(model):
@@ -199,6 +200,43 @@ def test_pickle_joblib_and_save_load_round_trips(factory, digits, tmp_path):
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     assert set(payload) == {"meta", "history", "module", "criterion"}
     assert len(restored[-1].net_.history) == det.epochs
+
+
+class _TensorSpy(pickle.Pickler):
+    """Pickler that lists the torch tensors it pickles itself, i.e. outside skorch's blobs of
+    module, criterion and optimizers (which ``torch.load`` maps to the CPU on a machine
+    without CUDA). The batch-order generator is a CPU ``torch.Generator`` (its state is a
+    CPU tensor): it is replaced by a stand-in, unless it lives on another device."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.tensors = []
+
+    def reducer_override(self, obj):
+        if isinstance(obj, torch.Generator) and obj.device.type == "cpu":
+            return str, ("cpu generator",)
+        if isinstance(obj, torch.Tensor):
+            self.tensors.append((type(obj).__name__, tuple(obj.shape)))
+        return NotImplemented
+
+
+def _oled_with_mask_drift(**kw):
+    from sknovelty.oled import MaskDrift
+
+    return tiny_oled(callbacks=[MaskDrift(np.zeros((4, 1, 8, 8), np.float32))], **kw)
+
+
+@pytest.mark.parametrize("factory", [tiny_lsa, tiny_oled, _oled_with_mask_drift, tiny_mmp,
+                                     tiny_ltg, tiny_flow, tiny_itae], ids=lambda f: f.__name__)
+def test_fitted_model_pickles_no_tensor_outside_skorch_blobs(factory, digits, clips):
+    # a tensor pickled directly is restored on the device it was on: a CUDA-fitted model
+    # holding one fails to unpickle on a machine without CUDA (LTG's noise monitor did, on
+    # an H100, while everything passed on the CPU)
+    X, y = digits
+    det = factory().fit(clips if factory is tiny_itae else X[y == 0][:60])
+    spy = _TensorSpy(io.BytesIO())
+    spy.dump(det)
+    assert spy.tensors == []
 
 
 def test_load_rejects_a_foreign_file(tmp_path):
