@@ -45,7 +45,7 @@ from sknovelty.metrics import auroc
 FPR_GRID = np.linspace(0, 1, 101)
 DEFAULT_METHODS = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED"]
 LTG_VARIANTS = ["LTG", "LTG gauss 0.1", "LTG gauss 0.5", "LTG gauss 1", "LTG none"]
-MMP_VARIANTS = ["MMP", "MMP lr 1e-3 60 ep", "MMP lr 3e-4 60 ep"]
+MMP_VARIANTS = ["MMP", "MMP lr 1e-3 60 ep", "MMP lr 3e-4 60 ep", "MMP mask 0%", "MMP mask 50%"]
 ALL_METHODS = [*DEFAULT_METHODS, "OLED sigmoid", "CAE", *MMP_VARIANTS, *LTG_VARIANTS]
 OLED_SCORES = ("avg", "rec", "mask", "cont")
 #: result columns in table order (a method adds its sub-scores)
@@ -90,6 +90,9 @@ def make_methods(args, seed):
             **{**deep, "learning_rate": 1e-3, "epochs": 60}),
         "MMP lr 3e-4 60 ep": lambda: MaskedMultiPredictionDetector(
             **{**deep, "learning_rate": 3e-4, "epochs": 60}),
+        # MMP's table 2 (masked share) at the estimator's defaults (default share: 75%)
+        "MMP mask 0%": lambda: MaskedMultiPredictionDetector(mask_ratio=0.0, **deep),
+        "MMP mask 50%": lambda: MaskedMultiPredictionDetector(mask_ratio=0.5, **deep),
         "LTG": lambda: PseudoAnomalyDetector(noise="learned", **deep),
         "LTG gauss 0.1": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=0.1, **deep),
         "LTG gauss 0.5": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=0.5, **deep),
