@@ -55,7 +55,8 @@ def run(args):
                                       frame_offset=det.score_frame)
             n_clips = sum(len(v) - T + 1 for v in test)
             clips_per_s = n_clips / (time.perf_counter() - start)
-            rec = video_frame_scores(det.score_samples, test, T, 1)
+            # the whole clip's error (score_samples now scores frame score_frame alone)
+            rec = video_frame_scores(lambda c: -det.score_components(c)["rec"], test, T, 1)
             rows.append(dict(variant=name, seed=seed, fit_s=fit_s, clips_per_s=clips_per_s,
                              auroc_psnr=frame_auroc(psnr, labels), eer_psnr=frame_eer(psnr, labels),
                              auroc_rec=frame_auroc(rec, labels), eer_rec=frame_eer(rec, labels)))

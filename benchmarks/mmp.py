@@ -213,6 +213,8 @@ def main(argv=None):
                         help="fit nothing: rebuild mmp.md from mmp.json")
     args = parser.parse_args(argv)
     if args.rewrite:
+        if not os.path.exists(os.path.join(args.out, "mmp.json")):
+            parser.error(f"--rewrite needs {os.path.join(args.out, 'mmp.json')}")
         args.parts = []
     os.makedirs(args.out, exist_ok=True)
     results, infos = {}, {}

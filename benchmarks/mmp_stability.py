@@ -8,10 +8,11 @@ At the old default (learning rate 1e-3, 60 epochs, batch 64) some seeds' fits co
 decoder's ReLUs die and every prediction becomes one constant image (issue 5). This script fits
 each configuration in ``CONFIGS`` on every (seed, class) of the one-class protocol of
 ``one_class.py`` (same split, same ``random_state``) and counts collapses (fits that raise
-``TrainingDivergedError``) next to the AUROC of the others. ``--jobs`` runs fits in parallel
-processes (each with one CPU thread): on a GPU the fits are launch-bound, so several processes
-share the card well. Each finished fit is appended to ``mmp_stability.jsonl`` at once, so a run
-cut short keeps what it did; ``--rewrite`` builds the table from that file.
+``TrainingDivergedError``) next to the AUROC of the others; a fit that fails otherwise is
+listed with its error. ``--jobs`` runs fits in parallel processes (each with one CPU
+thread): on a GPU the fits are launch-bound, so several processes share the card well. Each finished fit is appended to ``mmp_stability.jsonl`` at once, so a run
+cut short keeps what it did (``--time-limit`` stops the fits still running); ``--rewrite``
+builds the table from that file.
 """
 
 import argparse
@@ -19,7 +20,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import TimeoutError as PoolTimeout
 from multiprocessing import get_context
 
 import numpy as np
@@ -34,6 +35,16 @@ CONFIGS = {
     "lr 3e-4, 120 ep, b64": dict(learning_rate=3e-4, epochs=120, batch_size=64),
     "lr 1e-4, 200 ep, b128 (paper B.3)": dict(learning_rate=1e-4, epochs=200, batch_size=128),
 }
+
+
+def fit_task(task):
+    """``fit_one`` in a worker; an unexpected error (e.g. CUDA out of memory) becomes a row."""
+    config, seed, cls, device, smoke = task
+    try:
+        return fit_one(config, seed, cls, device, smoke)
+    except Exception as err:  # noqa: BLE001 - recorded, the other fits go on
+        return dict(config=config, seed=seed, cls=cls, device=device, collapsed=False,
+                    failed=f"{type(err).__name__}: {err}"[:300], fit_s=float("nan"))
 
 
 def fit_one(config, seed, cls, device, smoke):
@@ -62,17 +73,27 @@ def fit_one(config, seed, cls, device, smoke):
             "participating": int((det.participation_ >= det.delta).sum())}
 
 
-def table(rows, prov, planned):
+def table(rows, prov, planned, time_limit_reached=False):
+    failed = [r for r in rows if r.get("failed")]
+    rows = [r for r in rows if not r.get("failed")]
+    ok_pairs = {c: {(r["seed"], r["cls"]) for r in rows if r["config"] == c and not r["collapsed"]}
+                for c in {r["config"] for r in rows}}
+    common = set.intersection(*ok_pairs.values()) if ok_pairs else set()
     lines = ["# MMP training stability on one-class MNIST-5k", "", *provenance_lines(prov),
              f"- finished fits: {len(rows)} of {planned} planned"
-             + (" (the run's --time-limit stopped the rest)" if len(rows) < planned else ""),
+             + (" (the run's --time-limit stopped the rest)" if time_limit_reached else "")
+             + (f"; {len(failed)} failed with an error (listed below)" if failed else ""),
+             f"- 'common pairs': the {len(common)} (seed, class) pairs that every configuration "
+             "finished without collapse; compare configurations on that column (the plain mean "
+             "covers different pairs per configuration when a run is cut short).",
              "- protocol: as `one_class.py` (class k normal, test split 0.2, `random_state` = "
              "seed); all other MMP settings at their defaults. A collapse is a fit that raised "
              "`TrainingDivergedError` (constant predictions); its AUROC is not counted. Fit "
              "seconds are wall time while `--jobs` fits shared the machine, not single-fit "
              "timings.", "",
-             "| configuration | fits | collapses | mean AUROC (non-collapsed) | per-seed means | "
-             "worst class | median fit s | median final loss |", "|---" * 8 + "|"]
+             "| configuration | fits | collapses | mean AUROC (non-collapsed) | mean AUROC, common "
+             "pairs | per-seed means | worst class | median fit s | median final loss |",
+             "|---" * 9 + "|"]
     for config in CONFIGS:
         rs = [r for r in rows if r["config"] == config]
         if not rs:
@@ -86,7 +107,9 @@ def table(rows, prov, planned):
         worst = min(ok, key=lambda r: r["auroc"]) if ok else None
         lines.append(
             f"| {config} | {len(rs)} | {sum(r['collapsed'] for r in rs)} | "
-            f"{np.mean([r['auroc'] for r in ok]):.3f} | {'; '.join(per_seed)} | "
+            f"{np.mean([r['auroc'] for r in ok]):.3f} | "
+            f"{np.mean([r['auroc'] for r in ok if (r['seed'], r['cls']) in common]):.3f} | "
+            f"{'; '.join(per_seed)} | "
             + (f"{worst['auroc']:.3f} (seed {worst['seed']}, class {worst['cls']})" if worst else "-")
             + f" | {np.median([r['fit_s'] for r in rs]):.1f} | "
             f"{np.median([r['train_loss'] for r in ok]) if ok else float('nan'):.4f} |")
@@ -94,6 +117,9 @@ def table(rows, prov, planned):
     if collapsed:
         lines += ["", "Collapsed fits: " + ", ".join(
             f"{r['config']} seed {r['seed']} class {r['cls']}" for r in collapsed)]
+    if failed:
+        lines += ["", "Failed fits: " + "; ".join(
+            f"{r['config']} seed {r['seed']} class {r['cls']}: {r['failed']}" for r in failed)]
     return lines
 
 
@@ -115,31 +141,39 @@ def main(argv=None):
     if args.rewrite:
         with open(args.rewrite) as f:
             first, *rows = [json.loads(line) for line in f]
+        end = rows.pop() if rows and "end" in rows[-1] else {"end": {}}
         with open(md, "w") as f:
-            f.write("\n".join(table(rows, first["provenance"], first["planned"])) + "\n")
+            f.write("\n".join(table(rows, first["provenance"], first["planned"],
+                                     end["end"].get("time_limit_reached", False))) + "\n")
         return
     classes = [0, 1] if args.smoke else args.classes
     tasks = [(c, s, k) for s in args.seeds for k in classes for c in args.configs]
     jsonl = os.path.join(args.out, "mmp_stability.jsonl")
     prov = provenance(args)
-    rows, deadline = [], time.time() + args.time_limit if args.time_limit else None
-    with open(jsonl, "w") as f, ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as ex:
+    rows, reached = [], False
+    deadline = time.time() + args.time_limit if args.time_limit else None
+    pool = get_context("spawn").Pool(args.jobs)
+    with open(jsonl, "w") as f:
         f.write(json.dumps({"provenance": prov, "planned": len(tasks)}) + "\n")
-        futures = [ex.submit(fit_one, *t, args.device, args.smoke) for t in tasks]
+        results = pool.imap_unordered(fit_task, [(*t, args.device, args.smoke) for t in tasks])
         try:
-            for fut in as_completed(futures, timeout=deadline and max(deadline - time.time(), 1)):
-                row = fut.result()
+            for _ in tasks:
+                row = results.next(timeout=None if deadline is None
+                                   else max(deadline - time.time(), 0.1))
                 rows.append(row)
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 print(len(rows), "/", len(tasks), {k: row.get(k) for k in
-                      ("config", "seed", "cls", "collapsed", "auroc", "fit_s")}, flush=True)
-        except TimeoutError:
+                      ("config", "seed", "cls", "collapsed", "failed", "auroc", "fit_s")},
+                      flush=True)
+        except PoolTimeout:
+            reached = True
             print(f"time limit: {len(rows)} of {len(tasks)} fits finished", flush=True)
-            for fut in futures:
-                fut.cancel()
-            ex.shutdown(wait=False, cancel_futures=True)
-    lines = table(rows, prov, len(tasks))
+        finally:
+            pool.terminate()  # fits still running are stopped, not waited for
+            pool.join()
+        f.write(json.dumps({"end": {"time_limit_reached": reached}}) + "\n")
+    lines = table(rows, prov, len(tasks), reached)
     with open(md, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -231,7 +231,9 @@ class AdversarialNet(DetectorNet):
                 # autograd.grad does not apply the gradient-layout contract of backward()
                 # (a transposed convolution's weight gradient comes back in another memory
                 # order); CUDA's fused Adam requires each gradient to have its parameter's strides
-                p.grad = g if g is None or g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+                # (the CPU's fused Adam does not reject them: it reads them in the wrong order)
+                mismatched = g is not None and g.layout == torch.strided and g.stride() != p.stride()
+                p.grad = torch.empty_like(p).copy_(g) if mismatched else g
         self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
         for optimizer, _ in players:

@@ -265,6 +265,9 @@ class NoiseMonitor(Callback):
         # and a CUDA tensor kept here would stop a CUDA-fitted model loading without a GPU
         self.values_ = []
 
+    def on_train_end(self, net, **kwargs):
+        self.values_ = []  # also when training was interrupted mid-epoch
+
 
 # ---------------------------------------------------------------------------- estimator
 class PseudoAnomalyDetector(BaseDeepDetector):

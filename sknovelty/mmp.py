@@ -297,8 +297,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     epochs : int, default=120
     batch_size : int, default=64
     learning_rate : float, default=3e-4
-        Adam's step size. At 1e-3 with 60 epochs (the earlier defaults) some initialisations
-        collapsed on MNIST-5k (4 of the 10 classes of one seed; see Notes); at 3e-4, 60
+        Adam's step size. At 1e-3 with 60 epochs (the earlier defaults) one seed failed on 4
+        of the 10 MNIST-5k classes (the one diagnosed had collapsed; see Notes); at 3e-4, 60
         epochs undertrain some classes, hence 120.
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
         See :class:`~sknovelty.base.BaseDeepDetector`.
@@ -330,7 +330,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     the score then measures only the input's ink. ``fit`` detects this on the held-out rows
     and raises :class:`~sknovelty.base.TrainingDivergedError` instead of returning such a
     model. At the earlier defaults (lr 1e-3, 60 epochs) it happened on MNIST-5k with seed 1
-    for classes 4, 5, 7 and 9; ``benchmarks/mmp_stability.py`` compares settings.
+    (class 5 diagnosed; classes 4, 7 and 9 failed alike, AUROC 0.54-0.66);
+    ``benchmarks/mmp_stability.py`` compares settings.
 
     Examples
     --------

@@ -610,3 +610,4 @@ class MaskDrift(Callback):
         # no device tensors are kept once training ends: the callback is pickled with the
         # model, and CUDA tensors here would stop a CUDA-fitted model loading without a GPU
         self.hidden_0_ = self.theta_0_ = None
+        self.grad_norms_ = []

@@ -16,7 +16,7 @@ from sknovelty.metrics import auroc
 from sknovelty.oled import (MaskDrift, MaskedOutput, MaskedReconstructionModule, MaskModule,
                             OLEDLoss, RandomBoxMasker, Reconstructor, ThresholdUnit, n_masked)
 
-from .conftest import tiny_cae, tiny_ltg, tiny_oled
+from .conftest import tiny_cae, tiny_oled
 
 
 # ---------------------------------------------------------------- threshold unit
@@ -136,15 +136,17 @@ def test_adversarial_net_steps_both_players_from_the_same_forward_pass():
     assert net.history[-1, "adversary_loss"] == pytest.approx(-4.0)
 
 
-@pytest.mark.parametrize("factory", [tiny_oled, tiny_ltg], ids=["OLED", "LTG"])
-def test_adversarial_gradients_have_their_parameters_memory_layout(factory, digits):
-    # autograd.grad gives a transposed convolution's weight gradient in another memory order;
-    # CUDA's fused Adam rejects gradients whose strides differ from the parameter's (seen on
-    # an H100: OLED's fit failed there while passing on the CPU)
+def test_adversarial_gradients_have_their_parameters_memory_layout(digits):
+    # autograd.grad gives a transposed convolution's weight gradient in another memory order
+    # than the weight. CUDA's fused Adam rejects it (seen on an H100: OLED's fit failed); the
+    # CPU's fused Adam silently applies it to the wrong elements (OLED's decoder trained that
+    # way until this was fixed). LTG shares the training step (AdversarialNet); its 3D
+    # convolutions got such gradients at the default width on 16x32x32 clips, not at the
+    # small sizes of the tests.
     X, y = digits
-    det = factory(epochs=1).fit(X[y == 0][:48])
+    det = tiny_oled(epochs=1).fit(X[y == 0][:48])
     grads = [(n, p) for n, p in det.net_.module_.named_parameters() if p.grad is not None]
-    assert any(p.dim() == 4 for _, p in grads)
+    assert any(p.dim() >= 4 for _, p in grads)
     for name, p in grads:
         assert p.grad.stride() == p.stride(), name
 
