@@ -6,9 +6,8 @@
 
 The defaults here are MMP's defaults at the time of the diagnosis (learning rate 1e-3, 60
 epochs; the estimator now defaults to 3e-4 and 120). Fits MMP with them (all else at the
-estimator's defaults) and prints the loss history every
-5 epochs, the last epoch's participation, the AUROC, and how much the predictions vary across
-inputs. A collapsed fit raises ``TrainingDivergedError`` (its message is printed); before the
+estimator's defaults) and prints the loss history every 5 epochs, the last epoch's
+participation, the AUROC, and how much the predictions vary across inputs. A collapsed fit raises ``TrainingDivergedError`` (its message is printed); before the
 guard it gave a constant prediction and an AUROC ~0.5 that correlated ~1 with the input's ink.
 """
 
