@@ -23,8 +23,7 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines, save_result  # noqa: E402
+from _common import provenance, provenance_lines, save_result  # noqa: E402
 
 from sknovelty import (AdversarialMaskingDetector, FlowDensityDetector,  # noqa: E402
                        LatentAutoregressiveDetector, MaskedMultiPredictionDetector,

@@ -14,13 +14,11 @@ scores over time for one test video).
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines, save_result, seed_row  # noqa: E402
+from _common import provenance, provenance_lines, save_result, seed_row  # noqa: E402
 
 from sknovelty import FlowDensityDetector, TwoPathFlowDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402

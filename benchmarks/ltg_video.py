@@ -14,13 +14,11 @@ the plain clip reconstruction error, averaged over the clips containing a frame)
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines, save_result, seed_row  # noqa: E402
+from _common import provenance, provenance_lines, save_result, seed_row  # noqa: E402
 
 from sknovelty import PseudoAnomalyDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402

@@ -23,13 +23,11 @@ seed, train on one class). Writes ``mmp.md`` and ``mmp.json`` (and the roads plo
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines, save_result  # noqa: E402
+from _common import provenance, provenance_lines, save_result  # noqa: E402
 
 from sknovelty import MaskedMultiPredictionDetector  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, make_roads, one_class_split  # noqa: E402

@@ -18,15 +18,13 @@ builds the table from that file.
 import argparse
 import json
 import os
-import sys
 import time
 from multiprocessing import TimeoutError as PoolTimeout
 from multiprocessing import get_context
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from one_class import provenance, provenance_lines  # noqa: E402
+from _common import provenance, provenance_lines  # noqa: E402
 
 # name -> MaskedMultiPredictionDetector keywords (everything else at its default)
 CONFIGS = {

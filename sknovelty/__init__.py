@@ -1,15 +1,14 @@
 """sknovelty: deep novelty detectors from the literature as scikit-learn estimators."""
 
+from ._version import __version__ as __version__
 from .base import TrainingDivergedError
-from .baselines import AutoencoderDetector, ContextAutoencoderDetector, WhitenedKDE, WhitenedOneClassSVM
+from .baselines import AutoencoderDetector, WhitenedKDE, WhitenedOneClassSVM
 from .io import load
 from .itae import FlowDensityDetector, TwoPathFlowDetector
 from .lsa import LatentAutoregressiveDetector
 from .ltg import PseudoAnomalyDetector
 from .mmp import MaskedMultiPredictionDetector
-from .oled import AdversarialMaskingDetector
-
-__version__ = "0.1.0"
+from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
 
 __all__ = [
     "AdversarialMaskingDetector",

@@ -1,20 +1,57 @@
 """The base estimator every sknovelty detector derives from.
 
-It owns everything that is not the paper: input validation and shapes, devices, seeding,
-batching, the skorch training engine, score normalisation and the decision threshold,
-and persistence. A method supplies three things:
+It owns everything that is not the paper: input validation and shapes, devices, threads,
+seeding, batching, score normalisation and the decision threshold, and persistence. The
+training itself runs in :mod:`sknovelty.engine`. A method is a subclass that writes its
+hyperparameters in ``__init__`` (stored as given, scikit-learn's rule) and supplies:
 
-* ``_build_module(sample_shape)``: its PyTorch network(s) as one ``nn.Module``;
-* ``_build_criterion()``: an ``nn.Module`` whose ``forward(output, x)`` is the training loss
-  and whose ``per_sample(output, x)`` returns the paper's novelty terms per sample
-  (a dict of 1-D tensors, higher = more novel);
-* ``_novelty_terms``: which of those terms the novelty score adds up after min-max
-  normalisation on held-out normal data.
+Required
+    ``_build_module(sample_shape, input_range)``
+        Its network(s) as one ``nn.Module`` for samples of ``sample_shape`` whose training
+        values span ``input_range = (min, max)``. Example (LSA):
+        ``return LSAModule(sample_shape, self.latent_dim, ...)``.
+    ``_build_criterion(sample_shape)``
+        An ``nn.Module`` following :class:`~sknovelty.engine.DetectorCriterion`: ``forward(
+        output, x)`` is the training loss, ``per_sample(output, x)`` the paper's novelty terms
+        per sample (a dict of 1-D tensors, higher = more novel). Example:
+        ``return LSALoss(self.lam)``.
+
+Optional (class attributes)
+    ``_sample_ranks``
+        Per-sample ranks accepted: 1 vectors, 3 images, 4 clips. Example: ``(1, 3)``.
+    ``_novelty_terms``
+        The terms ``score_samples`` adds up after normalisation. Example: ``("rec", "llk")``.
+    ``_normalization``
+        ``"minmax"`` or ``"zscore"``, with constants from held-out normal rows.
+    ``_net_class``
+        The engine net: ``DetectorNet`` (one player), ``AdversarialNet`` (the module has an
+        ``adversary``, the criterion an ``adversary_loss``) or ``TwoStageNet`` (the module has
+        ``stages`` and ``stage``); see the Protocols in :mod:`sknovelty.engine`. A property
+        when it depends on a hyperparameter (LTG: ``noise="none"`` has no adversary).
+    ``_fitted_attributes``
+        Extra fitted JSON attributes that ``save`` stores. Example: ``(*base, "mask_")``.
+
+Optional (hooks)
+    ``_check_hyperparameters()``
+        Checks ``_parameter_constraints`` cannot express. Example: ``n_bins >= 2``.
+    ``_net_kwargs()``
+        Keyword arguments of the engine net. Example: ``{"optimizer__betas": (0.5, 0.9)}``.
+    ``_method_callbacks()``
+        ``(name, callback)`` pairs training needs. Example: ``[("noise", NoiseMonitor())]``.
+    ``_finalize_fit()``
+        Fitted attributes to set once training has ended (MMP: a collapse check).
+    ``_combine(terms)``
+        How the normalised terms make ``score_samples`` (default: minus their sum).
+
+Detectors register themselves by class name when defined (``__init_subclass__``), so that
+``sknovelty.load`` finds them without importing anything named in a file.
 """
 
+import contextlib
 import copy
 import math
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -23,13 +60,16 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
-from skorch import NeuralNet
-from skorch.callbacks import Callback, PassthroughScoring
-from skorch.history import History
 from skorch.helper import predefined_split
-from skorch.utils import TeeGenerator, to_tensor
+from skorch.history import History
 
-__all__ = ["AdversarialNet", "BaseDeepDetector", "TrainingDivergedError", "resolve_device"]
+from . import io
+from ._checks import check_positive_ints
+from .engine import (BatchIterator, DetectorNet, DivergenceGuard, TensorData,
+                     TrainingDivergedError, exact_cudnn)
+
+__all__ = ["BaseDeepDetector", "TrainingDivergedError", "c_ordered", "check_positive_ints",
+           "resolve_device", "torch_threads"]
 
 
 #: Training data up to this many bytes is moved to the device once, before the first epoch,
@@ -41,10 +81,6 @@ _FUSED_ADAM = ({"optimizer__fused": True}
                if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4) else {})
 
 _RANK_NAMES = {1: "vectors (n, d)", 3: "images (n, C, H, W)", 4: "video clips (n, C, T, H, W)"}
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite; the fit is abandoned instead of kept."""
 
 
 def resolve_device(device):
@@ -61,23 +97,43 @@ def resolve_device(device):
     return str(parsed)
 
 
-def batch_bounds(n, batch_size):
-    """``(start, stop)`` of consecutive batches; a trailing one-row batch joins its neighbour.
+def c_ordered(X):
+    """``X`` as a float32 array with plain C-order strides, copied only when it has other ones.
 
-    BatchNorm cannot normalise a single training row, so a last batch of one is avoided.
+    ``np.ascontiguousarray`` is not enough: numpy calls an array C-contiguous whatever the
+    stride of an axis of size 1, and ``frames[:, None]`` gives its channel axis a stride of 0.
+    Such an array (and numpy's fancy indexing of it) becomes a torch tensor that also counts
+    as channels-last, and oneDNN's multithreaded convolutions on CPU then corrupt memory
+    (``benchmarks/upstream_onednn_c1_conv.py``). Every array the estimators hand to torch
+    passes through here.
     """
-    starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] == 1:
-        starts.pop()
-    return list(zip(starts, starts[1:] + [n]))
+    X = np.asarray(X, dtype=np.float32)
+    expected, step = [], X.itemsize
+    for size in reversed(X.shape):
+        expected.append(step)
+        step *= size
+    if X.strides != tuple(reversed(expected)):
+        X = X.copy(order="C")
+    return X
 
 
-def check_positive_ints(name, value):
-    """Validate a non-empty tuple of positive ints (network widths)."""
-    ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
-    if not ok:
-        raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {value!r}")
+@contextlib.contextmanager
+def torch_threads(n_jobs):
+    """Run the block with ``n_jobs`` torch intra-op threads, then restore the caller's setting.
+
+    ``None`` leaves torch's setting as it is; ``-1`` means all CPUs, ``-2`` all but one, and
+    so on (scikit-learn's convention). torch's thread count is global to the process.
+    """
+    if n_jobs is None:
+        yield
+        return
+    n = n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def normal_rows(X, y):
@@ -97,151 +153,7 @@ def normal_rows(X, y):
     return X[y == 1]
 
 
-class TensorData(torch.utils.data.Dataset):
-    """A dataset over one tensor of samples (the detectors are trained without targets)."""
-
-    def __init__(self, X):
-        self.X = X
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return self.X[i], 0
-
-
-class BatchIterator:
-    """Yield ``(X[batch], None)`` by slicing one tensor: no per-sample Python work.
-
-    The shuffle order comes from ``generator`` (a seeded ``torch.Generator``), so training is
-    reproducible without touching the global RNG.
-    """
-
-    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
-        self.X, self.batch_size = dataset.X, batch_size
-        self.shuffle, self.generator = shuffle, generator
-
-    def __len__(self):
-        return len(batch_bounds(len(self.X), self.batch_size))
-
-    def __iter__(self):
-        X = self.X
-        if self.shuffle:
-            X = X[torch.randperm(len(X), generator=self.generator).to(X.device)]
-        for start, stop in batch_bounds(len(X), self.batch_size):
-            yield X[start:stop], None
-
-
-class DivergenceGuard(Callback):
-    """Raise :class:`TrainingDivergedError` as soon as a batch loss is not finite."""
-
-    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
-        value = float(loss.item())
-        if not math.isfinite(value):
-            raise TrainingDivergedError(
-                f"the {'training' if training else 'validation'} loss became {value} in epoch "
-                f"{len(net.history)}; lower learning_rate or rescale the input")
-
-
-def exact_cudnn():
-    """Context in which cuDNN convolutions are deterministic and in true float32 (no TF32).
-
-    TF32 (cuDNN's default on Ampere and later) perturbs the code z by ~1e-3, which moves
-    values across LSA's quantisation bins: CUDA and CPU scores would then disagree; and
-    non-deterministic algorithms would make two fits with the same seed differ on CUDA.
-    """
-    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
-                                      deterministic=True, allow_tf32=False)
-
-
-class DetectorNet(NeuralNet):
-    """skorch net for unsupervised training: the criterion compares the output with the input.
-
-    The module and criterion instances passed as parameters are the trained ones, so they are
-    pickled like ``module_`` (mapped to the CPU when CUDA is missing at load time).
-    """
-
-    def initialize(self):
-        super().initialize()
-        self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, "module", "criterion"]
-        return self
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.criterion_(y_pred, to_tensor(X, device=self.device))
-
-
-class AdversarialNet(DetectorNet):
-    """skorch net for two players trained against each other from one forward pass.
-
-    The module's ``adversary`` submodule (OLED's mask module, LTG's noise generator) has its
-    own optimizer ``adversary_optimizer_`` (same class and settings as ``optimizer_``, which
-    holds every other parameter). Each training step runs the module once, then
-
-    * the main player minimises ``criterion_(output, X)``;
-    * every ``adversary_period``-th epoch (0, k, 2k, ...) the adversary minimises
-      ``criterion_.adversary_loss(output, X)``, recorded per batch and as the epoch mean
-      ``adversary_loss`` in the history.
-
-    Both gradients are taken from the same graph before either player steps (as the
-    reference implementations do), each only with respect to its own player's parameters.
-    """
-
-    def __init__(self, *args, adversary_period=1, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.adversary_period = adversary_period
-
-    def get_default_callbacks(self):
-        # the epoch mean of adversary_loss, on epochs where the adversary was updated (before
-        # the print log, so that verbose=1 shows it)
-        *head, last = super().get_default_callbacks()
-        mean = PassthroughScoring(name="adversary_loss", on_train=True, lower_is_better=None)
-        return [*head, ("adversary_loss", mean), last]
-
-    def initialize_optimizer(self, *args, **kwargs):
-        adversary = set(self.module_.adversary.parameters())
-        main = [(n, p) for n, p in self.get_all_learnable_params() if p not in adversary]
-        groups, params = self.get_params_for_optimizer("optimizer", main)
-        self.optimizer_ = self.optimizer(*groups, **params)
-        groups, params = self.get_params_for_optimizer(
-            "optimizer", self.module_.adversary.named_parameters())
-        self.adversary_optimizer_ = self.optimizer(*groups, **params)
-        return self
-
-    @staticmethod
-    def _params(optimizer):
-        return [p for group in optimizer.param_groups for p in group["params"]]
-
-    def train_step(self, batch, **fit_params):
-        self._set_training(True)
-        Xi = batch[0]
-        output = self.infer(Xi, **fit_params)
-        loss = self.get_loss(output, None, X=Xi, training=True)
-        players = [(self.optimizer_, loss)]
-        for p in self._params(self.adversary_optimizer_):
-            p.grad = None  # no stale gradients on epochs where the adversary rests
-        if (len(self.history) - 1) % self.adversary_period == 0:
-            adversary_loss = self.criterion_.adversary_loss(output, to_tensor(Xi, device=self.device))
-            players.append((self.adversary_optimizer_, adversary_loss))
-            self.history.record_batch("adversary_loss", adversary_loss.item())
-        for k, (optimizer, player_loss) in enumerate(players):
-            params = self._params(optimizer)
-            grads = torch.autograd.grad(player_loss, params, retain_graph=k + 1 < len(players),
-                                        allow_unused=True)
-            for p, g in zip(params, grads):
-                # autograd.grad does not apply the gradient-layout contract of backward()
-                # (a transposed convolution's weight gradient comes back in another memory
-                # order); CUDA's fused Adam requires each gradient to have its parameter's strides
-                # (the CPU's fused Adam does not reject them: it reads them in the wrong order)
-                mismatched = g is not None and g.layout == torch.strided and g.stride() != p.stride()
-                p.grad = torch.empty_like(p).copy_(g) if mismatched else g
-        self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
-                    batch=batch, training=True)
-        for optimizer, _ in players:
-            optimizer.step()
-        return {"loss": loss, "y_pred": output}
-
-
-class BaseDeepDetector(OutlierMixin, BaseEstimator):
+class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
     """Base class of the deep novelty detectors (not used directly).
 
     Subclasses list all their parameters in ``__init__`` (scikit-learn convention); the
@@ -276,6 +188,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
     callbacks : list of skorch callbacks or None
         Extra skorch callbacks (e.g. ``EarlyStopping``, ``LRScheduler``, ``ProgressBar``),
         copied at every fit.
+    n_jobs : int or None
+        Number of torch intra-op (CPU) threads during ``fit`` and scoring; the caller's
+        setting is restored afterwards. ``None`` uses torch's current setting, ``-1`` all
+        CPUs. Training results depend on the thread count (float32 kernels split their sums
+        differently, and the differences grow over training), so set it to the same value
+        wherever results must agree: e.g. ``n_jobs=1`` makes a ``GridSearchCV(n_jobs=1)``
+        and a ``GridSearchCV(n_jobs=2)`` (whose workers run one thread each) find the same
+        scores. See the user guide's reproducibility section.
     """
 
     _parameter_constraints: dict = {
@@ -289,6 +209,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         "verbose": ["verbose"],
         "image_shape": [None, tuple, list],
         "callbacks": [None, list],
+        "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     #: per-sample ranks the method supports: 1 vectors, 3 images, 4 clips.
@@ -315,10 +237,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         """Set method-specific fitted attributes once training has ended."""
 
     # ------------------------------------------------------------------ method hooks
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         raise NotImplementedError
 
-    def _build_criterion(self):
+    def _build_criterion(self, sample_shape):
         raise NotImplementedError
 
     def _check_hyperparameters(self):
@@ -326,7 +248,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ input handling
     def _validate_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, allow_nd=True,
+        # scikit-learn's column check compares axis 1, which for images is the channel axis
+        # (and a matching flat row is fine): at scoring, samples of several axes are compared
+        # whole below, with a message that names both shapes
+        check_columns = reset or len(self.sample_shape_) == 1 or np.ndim(X) < 2
+        X = validate_data(self, X, reset=reset, allow_nd=True, ensure_2d=check_columns,
                           dtype=[np.float64, np.float32])
         if reset:
             self.sample_shape_ = self._sample_shape_of(X)
@@ -336,7 +262,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} "
                              f"was fitted on samples of shape {self.sample_shape_}")
         with np.errstate(over="ignore"):
-            X = np.ascontiguousarray(X.reshape((len(X), *self.sample_shape_)), dtype=np.float32)
+            X = c_ordered(X.reshape((len(X), *self.sample_shape_)))
         if not np.isfinite(X).all():
             raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
         return X
@@ -363,7 +289,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def _make_net(self, module, *, train_split=None, generator=None):
         kwargs = dict(
-            module=module, criterion=self._build_criterion(),
+            module=module, criterion=self._build_criterion(self.sample_shape_),
             optimizer=torch.optim.Adam, lr=self.learning_rate, **_FUSED_ADAM,
             max_epochs=self.epochs, batch_size=self.batch_size,
             iterator_train=BatchIterator, iterator_train__shuffle=True,
@@ -403,14 +329,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         """
         before = dict(self.__dict__)
         try:
-            return self._fit(X, y)
+            self._validate_params()
+            with torch_threads(self.n_jobs):
+                return self._fit(X, y)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
 
     def _fit(self, X, y):
-        self._validate_params()
         self._check_hyperparameters()
         X = normal_rows(self._validate_X(X, reset=True), y)
         n = len(X)
@@ -423,12 +350,12 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         order = np.random.RandomState(seed).permutation(n)
         to_dev = self.device_ if X.nbytes <= DEVICE_DATA_LIMIT else "cpu"
         self.input_range_ = (float(X[order[n_val:]].min()), float(X[order[n_val:]].max()))
-        X_train = torch.from_numpy(X[order[n_val:]]).to(to_dev)
-        X_val = torch.from_numpy(X[order[:n_val]]).to(to_dev) if n_val else None
+        X_train = torch.from_numpy(c_ordered(X[order[n_val:]])).to(to_dev)
+        X_val = torch.from_numpy(c_ordered(X[order[:n_val]])).to(to_dev) if n_val else None
         cuda = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            module = self._build_module(self.sample_shape_)
+            module = self._build_module(self.sample_shape_, self.input_range_)
             self.net_ = self._make_net(
                 module,
                 train_split=predefined_split(TensorData(X_val)) if n_val else None,
@@ -465,7 +392,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         device, n, size = self.net_.device, len(X), self.batch_size
         X = torch.from_numpy(X)
         out = {}
-        with torch.inference_mode(), exact_cudnn():
+        with torch.inference_mode(), exact_cudnn(), torch_threads(self.n_jobs):
             for start in range(0, n, size):
                 xb = X[start:start + size]
                 k = len(xb)
@@ -533,31 +460,19 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
     # ------------------------------------------------------------------ persistence
+    # save(path) and load(path, device=None) come from io.ModelFileMixin
+    _file_kind = "deep"
+
     #: fitted attributes (JSON-serialisable) that ``save`` stores besides the weights.
     _fitted_attributes = ("n_features_in_", "sample_shape_", "input_range_", "normalization_",
                           "offset_", "device_")
 
-    def save(self, path):
-        """Write hyperparameters (JSON) and weights (tensors) to ``path``.
-
-        The file opens with ``torch.load(weights_only=True)``: loading never runs code.
-        ``callbacks`` are not stored. See :func:`sknovelty.io.load`.
-        """
-        from .io import save
-
-        save(self, path)
-
-    @classmethod
-    def load(cls, path, device=None):
-        """Load a model written by :meth:`save` (see :func:`sknovelty.io.load`)."""
-        from .io import load
-
-        model = load(path, device=device)
-        if not isinstance(model, cls):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
     def _restore(self, fitted, module_state, criterion_state, history):
+        """Rebuild the fitted state from what :func:`sknovelty.io.load` read from a file.
+
+        Raises ``ValueError`` when the state dicts do not match the module built from the
+        parameters (a damaged or edited file).
+        """
         for name, value in fitted.items():
             setattr(self, name, value)
         self.sample_shape_ = tuple(self.sample_shape_)
@@ -570,12 +485,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                           UserWarning, stacklevel=3)
             self.device_ = "cpu"
         with torch.random.fork_rng(devices=[]):
-            module = self._build_module(self.sample_shape_)
-        module.load_state_dict(module_state)
+            module = self._build_module(self.sample_shape_, self.input_range_)
+        self._load_state(module, module_state, "module")
         self.net_ = self._make_net(module).initialize()
-        self.net_.criterion_.load_state_dict(criterion_state)
+        self._load_state(self.net_.criterion_, criterion_state, "criterion")
         self.net_.history = History(history)
         self.net_.module_.eval()
+
+    def _load_state(self, target, state, what):
+        # load_state_dict raises RuntimeError for missing, unexpected or mis-shaped entries;
+        # for a model file that means the file does not match its own parameters
+        try:
+            target.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"the saved {what} weights do not fit the {what} of "
+                             f"{type(self).__name__} built from the saved parameters: {exc}") from exc
 
     def __setstate__(self, state):
         super().__setstate__(state)

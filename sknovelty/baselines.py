@@ -1,9 +1,11 @@
 """Baselines the papers compare against, as ready scikit-learn outlier detectors.
 
+(The context autoencoder of OLED's ablation, :class:`~sknovelty.ContextAutoencoderDetector`,
+lives in ``oled.py``: it is OLED with random instead of learned masks, and shares its
+reconstructor, losses and scores.)
+
 * :class:`AutoencoderDetector`: LSA's autoencoder without the density estimator, scored by
   reconstruction error (the DAE row of LSA's table 1 when ``noise_std > 0``).
-* :class:`ContextAutoencoderDetector`: OLED's reconstructor trained on images with one random
-  square hidden (the CAE of OLED's ablation, sec. 4.6), scored like OLED.
 * :class:`WhitenedOneClassSVM` and :class:`WhitenedKDE`: OC-SVM and a Gaussian kernel density
   estimate on PCA-whitened features, as LSA (sec. 4.1) uses them. scikit-learn's
   ``KernelDensity`` is a density estimator, not an outlier detector; the wrapper adds
@@ -22,10 +24,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from . import io
 from .base import BaseDeepDetector, normal_rows
-from .lsa import check_autoencoder_parameters, reconstruction_error
-from .nn import build_autoencoder
-from .oled import _COMMON_DOC, SCORES, MaskedReconstructionModule, RandomBoxMasker, _MaskedReconstructionDetector
+from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
 
 
 class AutoencoderModule(nn.Module):
@@ -70,7 +71,8 @@ class AutoencoderDetector(BaseDeepDetector):
         Standard deviation of Gaussian noise added to training inputs (a denoising autoencoder
         when > 0; the target stays the clean input).
     epochs, batch_size, learning_rate, validation_fraction, contamination, device,
-    random_state, verbose, image_shape, callbacks
+    random_state, verbose, image_shape, callbacks,
+    n_jobs
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -93,7 +95,7 @@ class AutoencoderDetector(BaseDeepDetector):
     def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
                  epochs=50, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
-                 image_shape=None, callbacks=None):
+                 image_shape=None, callbacks=None, n_jobs=None):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
         self.conv_channels = conv_channels
@@ -108,6 +110,7 @@ class AutoencoderDetector(BaseDeepDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -120,91 +123,21 @@ class AutoencoderDetector(BaseDeepDetector):
     def _check_hyperparameters(self):
         check_autoencoder_parameters(self)
 
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         return AutoencoderModule(sample_shape, self.latent_dim, self.hidden_dim,
                                  tuple(self.conv_channels), self.noise_std)
 
-    def _build_criterion(self):
+    def _build_criterion(self, sample_shape):
         return ReconstructionLoss()
 
 
-class ContextAutoencoderDetector(_MaskedReconstructionDetector):
-    __doc__ = """Context autoencoder (CAE): OLED's reconstructor with random square masks.
+class _WhitenedDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
+    """PCA whitening followed by a classic scorer; ``offset_`` from the training scores.
 
-    The baseline of OLED's ablation (sec. 4.6): the same reconstructor R, the same loss (eq. 8)
-    and the same four scores as :class:`~sknovelty.AdversarialMaskingDetector`, but the hidden
-    region is one random square of the same area (10 x 10 on 28 x 28 MNIST) instead of the
-    learned mask. At scoring time the square's position is random across samples (a hash of
-    the sample, see :class:`~sknovelty.oled.RandomBoxMasker`), as the paper masks randomly at
-    test time, yet a sample always gets the same square. Vectors get a random window of
-    consecutive features.
-
-    Parameters
-    ----------""" + _COMMON_DOC + """    epochs : int, default=20
-    batch_size : int, default=64
-    learning_rate : float, default=5e-4
-    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
-        See :class:`~sknovelty.base.BaseDeepDetector`.
-
-    Attributes
-    ----------
-    net_, normalization_, offset_, input_range_, sample_shape_, device_, n_features_in_
-        As in :class:`~sknovelty.AdversarialMaskingDetector`.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_digits
-    >>> from sknovelty import ContextAutoencoderDetector
-    >>> X, y = load_digits(return_X_y=True)
-    >>> det = ContextAutoencoderDetector(channels=(8, 16), epochs=2, image_shape=(1, 8, 8),
-    ...                                  random_state=0).fit(X[y == 0] / 16)
-    >>> (det.masks(X[:2] / 16) == 0).sum(axis=(1, 2, 3))   # one 3 x 3 square each
-    array([9, 9])
+    ``save`` / ``load`` store the PCA's and the scorer's fitted arrays (``io.ModelFileMixin``).
     """
 
-    def __init__(self, mask_ratio=0.125, gamma=50.0, lam=1.0, score_type="avg", latent_dim=64,
-                 channels=(64, 96, 128), output="clip", *, epochs=20, batch_size=64,
-                 learning_rate=5e-4, validation_fraction=0.1, contamination=0.1, device="auto",
-                 random_state=None, verbose=0, image_shape=None, callbacks=None):
-        self.mask_ratio = mask_ratio
-        self.gamma = gamma
-        self.lam = lam
-        self.score_type = score_type
-        self.latent_dim = latent_dim
-        self.channels = channels
-        self.output = output
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.validation_fraction = validation_fraction
-        self.contamination = contamination
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.image_shape = image_shape
-        self.callbacks = callbacks
-
-    _parameter_constraints = {
-        **BaseDeepDetector._parameter_constraints,
-        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "gamma": [Interval(numbers.Real, 0, None, closed="left")],
-        "lam": [Interval(numbers.Real, 0, None, closed="left")],
-        "score_type": [StrOptions(set(SCORES))],
-        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
-        "channels": [tuple, list],
-        "output": [StrOptions({"clip", "leaky_relu"})],
-    }
-
-    def _check_hyperparameters(self):
-        self._check_common()
-
-    def _build_module(self, sample_shape):
-        return MaskedReconstructionModule(self.input_range_, self._reconstructor(sample_shape),
-                                          RandomBoxMasker(sample_shape, self.mask_ratio))
-
-
-class _WhitenedDetector(OutlierMixin, BaseEstimator):
-    """PCA whitening followed by a classic scorer; ``offset_`` from the training scores."""
+    _file_kind = "whitened"
 
     _parameter_constraints: dict = {
         "n_components": [None, Interval(numbers.Integral, 1, None, closed="left"),
@@ -216,24 +149,60 @@ class _WhitenedDetector(OutlierMixin, BaseEstimator):
         """Fit PCA whitening and the scorer on ``X`` (flattened).
 
         With ``y`` in {+1, -1}, only the +1 (normal) rows are used, as for the deep detectors.
+        As for them, values must fit in float32, and a fit that raises leaves the estimator
+        exactly as it was before the call.
         """
-        self._validate_params()
-        X = validate_data(self, X, allow_nd=True, ensure_min_samples=2)
-        X = normal_rows(X.reshape(len(X), -1), y)
-        n_components = self.n_components
-        if isinstance(n_components, numbers.Integral):
-            n_components = min(n_components, *X.shape)
-        self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
-        self.model_ = self._make_model().fit(self.pca_.transform(X))
-        self.offset_ = float(np.percentile(self._raw_score(self.pca_.transform(X)),
-                                           100 * self.contamination))
+        before = dict(self.__dict__)
+        try:
+            self._validate_params()
+            X = validate_data(self, X, allow_nd=True)
+            with np.errstate(over="ignore"):
+                if not np.isfinite(X.astype(np.float32)).all():
+                    raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
+            sample_shape = tuple(int(s) for s in X.shape[1:])
+            X = normal_rows(X.reshape(len(X), -1), y)
+            if len(X) < 2:  # after the labels: PCA of one row is NaN
+                raise ValueError(f"{type(self).__name__} needs at least 2 normal samples to fit; "
+                                 f"got n_samples = {len(X)}")
+            n_components = self.n_components
+            if isinstance(n_components, numbers.Integral):
+                # n centred rows span at most n - 1 directions: whitening an n-th one would
+                # divide by a variance of ~1e-14 and blow other points' scores up
+                n_components = min(n_components, len(X) - 1, X.shape[1])
+            pca = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
+            Z = pca.transform(X)
+            self.pca_, self.model_ = pca, self._make_model().fit(Z)
+            self.offset_ = float(np.percentile(self._raw_score(Z), 100 * self.contamination))
+            self.sample_shape_ = sample_shape
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     def score_samples(self, X):
-        """Normality score (higher = more normal)."""
+        """Normality score (higher = more normal).
+
+        ``X`` holds samples of the fitted shape, or flat rows of as many values.
+        """
         check_is_fitted(self)
-        X = validate_data(self, X, allow_nd=True, reset=False)
-        return self._raw_score(self.pca_.transform(X.reshape(len(X), -1)))
+        shape = tuple(self.sample_shape_)  # a list once loaded from a model file's JSON
+        # For images and clips n_features_in_ counts channels, and scikit-learn's check of it
+        # would misreport a mis-shaped X ("X has 8 features, but ... is expecting 1"): it runs
+        # for vectors only (and for X of rank < 2, to reject them); the shape check covers the rest.
+        X = validate_data(self, X, allow_nd=True, reset=False,
+                          ensure_2d=len(shape) == 1 or np.ndim(X) < 2)
+        if X.shape[1:] not in (shape, (int(np.prod(shape)),)):
+            raise ValueError(f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} "
+                             f"was fitted on samples of shape {shape}")
+        with np.errstate(over="ignore"):
+            if not np.isfinite(X.astype(np.float32)).all():
+                raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
+        scores = self._raw_score(self.pca_.transform(X.reshape(len(X), -1)))
+        if not np.isfinite(scores).all():  # e.g. KDE's log-density, -inf far enough away
+            raise ValueError("non-finite scores: X is far outside the range seen in training "
+                             "(rescale X)")
+        return scores
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -250,7 +219,8 @@ class WhitenedOneClassSVM(_WhitenedDetector):
     Parameters
     ----------
     n_components : int, float in (0, 1) or None, default=32
-        PCA components kept (int, capped at the data size), or share of variance (float).
+        PCA components kept (int, capped at n_samples - 1 and n_features), or share of
+        variance (float).
     nu : float, default=0.1
     gamma : "scale", "auto" or float, default="scale"
     contamination : float, default=0.1
@@ -261,6 +231,8 @@ class WhitenedOneClassSVM(_WhitenedDetector):
     pca_ : PCA
     model_ : OneClassSVM
     offset_ : float
+    sample_shape_ : tuple
+        Shape of one training sample (images are flattened for PCA).
 
     Examples
     --------
@@ -298,7 +270,8 @@ class WhitenedKDE(_WhitenedDetector):
     Parameters
     ----------
     n_components : int, float in (0, 1) or None, default=32
-        PCA components kept (int, capped at the data size), or share of variance (float).
+        PCA components kept (int, capped at n_samples - 1 and n_features), or share of
+        variance (float).
     bandwidth : float, "scott" or "silverman", default="scott"
     contamination : float, default=0.1
 
@@ -307,6 +280,8 @@ class WhitenedKDE(_WhitenedDetector):
     pca_ : PCA
     model_ : KernelDensity
     offset_ : float
+    sample_shape_ : tuple
+        Shape of one training sample (images are flattened for PCA).
 
     Examples
     --------

@@ -16,7 +16,8 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn import functional as F
 
-from .base import BaseDeepDetector, DetectorNet
+from .base import BaseDeepDetector
+from .engine import TwoStageNet
 from .nn.blocks import scale_channels
 from .nn.flows import Glow
 
@@ -82,7 +83,8 @@ class FlowDensityDetector(BaseDeepDetector):
     epochs : int, default=30
     batch_size : int, default=64
     learning_rate : float, default=1e-3
-    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
+    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
+    n_jobs
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -106,7 +108,7 @@ class FlowDensityDetector(BaseDeepDetector):
 
     def __init__(self, n_levels=2, n_steps=8, hidden_channels=64, dequantize=True, *, epochs=30,
                  batch_size=64, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
-                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None):
+                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
         self.n_levels = n_levels
         self.n_steps = n_steps
         self.hidden_channels = hidden_channels
@@ -121,6 +123,7 @@ class FlowDensityDetector(BaseDeepDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -130,16 +133,15 @@ class FlowDensityDetector(BaseDeepDetector):
         "dequantize": ["boolean"],
     }
 
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         if len(sample_shape) == 1 and sample_shape[0] < 2:
             raise ValueError("FlowDensityDetector needs at least 2 features (the coupling "
                              "layers split them in two); got n_features = 1")
-        return FlowModule(sample_shape, self.input_range_, self.n_levels, self.n_steps,
+        return FlowModule(sample_shape, input_range, self.n_levels, self.n_steps,
                           self.hidden_channels, self.dequantize and len(sample_shape) == 3)
 
-    def _build_criterion(self):
-        shape = self.sample_shape_
-        return NLLLoss(math.prod(shape))
+    def _build_criterion(self, sample_shape):
+        return NLLLoss(math.prod(sample_shape))
 
 
 # ============================================================================ ITAE (two paths)
@@ -318,8 +320,11 @@ class ITAEModule(nn.Module):
                                  if two_path else None)
 
     @property
-    def autoencoder(self):
-        return nn.ModuleList([self.encoder, self.decoder])
+    def stages(self):
+        """What :class:`~sknovelty.engine.TwoStageNet` trains in stage 1 and in stage 2."""
+        flows = [f for f in (getattr(self, "flow_static", None), getattr(self, "flow_dynamic", None))
+                 if f is not None]
+        return nn.ModuleList([self.encoder, self.decoder]), nn.ModuleList(flows)
 
     def _pooled(self, features):
         """(n, C, T', h, w) -> (n * T', 2, h, w): channel max and mean per time step."""
@@ -382,50 +387,6 @@ class ITAELoss(nn.Module):
         return ((a - b).square().mean() + (1 - ms_ssim(a, b)).mean() + gradient_loss(a, b))
 
 
-class TwoStageNet(DetectorNet):
-    """skorch net for ITAE: ``ae_epochs`` epochs train the autoencoder (``optimizer_``), the
-    remaining epochs the flows (``flow_optimizer_``) with the autoencoder frozen in eval mode."""
-
-    def __init__(self, *args, ae_epochs=1, flow_lr=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ae_epochs = ae_epochs
-        self.flow_lr = flow_lr
-
-    def initialize_optimizer(self, *args, **kwargs):
-        module = self.module_
-        groups, params = self.get_params_for_optimizer("optimizer", module.autoencoder.named_parameters())
-        self.optimizer_ = self.optimizer(*groups, **params)
-        flows = [(n, p) for n, p in module.named_parameters() if n.startswith("flow_")]
-        if flows:
-            groups, params = self.get_params_for_optimizer("optimizer", flows)
-            if self.flow_lr is not None:
-                params["lr"] = self.flow_lr
-            self.flow_optimizer_ = self.optimizer(*groups, **params)
-        return self
-
-    def _stage(self):
-        return 1 if len(self.history) <= self.ae_epochs else 2
-
-    def train_step(self, batch, **fit_params):
-        stage = self._stage()
-        self.module_.stage = self.criterion_.stage = stage
-        self._set_training(True)
-        if stage == 2:
-            self.module_.autoencoder.eval()
-        optimizer = self.optimizer_ if stage == 1 else self.flow_optimizer_
-        optimizer.zero_grad()
-        Xi = batch[0]
-        output = self.infer(Xi, **fit_params)
-        loss = self.get_loss(output, None, X=Xi, training=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss, "y_pred": output}
-
-    def validation_step(self, batch, **fit_params):
-        self.module_.stage = self.criterion_.stage = self._stage()
-        return super().validation_step(batch, **fit_params)
-
-
 class TwoPathFlowDetector(BaseDeepDetector):
     """ITAE + NF: implicit two-path video autoencoder with normalizing flows on its latents.
 
@@ -462,7 +423,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
     flow_learning_rate : float or None, default=None
         Adam's learning rate of stage 2; None uses ``learning_rate`` (the paper: 5e-4 on
         UCSD, with a cosine-annealing schedule not applied here).
-    validation_fraction, contamination, device, random_state, verbose, callbacks
+    validation_fraction, contamination, device, random_state, verbose, callbacks, n_jobs
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Notes
@@ -472,9 +433,10 @@ class TwoPathFlowDetector(BaseDeepDetector):
     min-max scaled like the NLL (the paper adds the raw patch error to the per-video
     normalised NLL, so ``lambda_l`` is not on the paper's scale). ``net_.history``'s
     ``valid_loss`` is the reconstruction loss for ``epochs`` epochs, then the flows' NLL per
-    dimension: an ``EarlyStopping`` callback should not watch it across the switch. Stage 2
-    steps ``flow_optimizer_``; skorch's LR schedulers and ``on_grad_computed`` callbacks
-    (e.g. gradient clipping) act on stage 1's ``optimizer_`` only.
+    dimension: an ``EarlyStopping`` callback should not watch it across the switch. Training
+    runs in :class:`~sknovelty.engine.TwoStageNet`: stage 1 steps ``optimizer_``, stage 2
+    ``second_optimizer_``; ``on_grad_computed`` callbacks (e.g. gradient clipping) see the
+    gradients of both stages, while skorch's ``LRScheduler`` schedules ``optimizer_`` only.
 
     Examples
     --------
@@ -493,7 +455,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
                  n_levels=2, n_steps=4, flow_hidden=32, flow_epochs=10, *, epochs=20,
                  batch_size=8, learning_rate=1e-3, flow_learning_rate=None, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0, image_shape=None,
-                 callbacks=None):
+                 callbacks=None, n_jobs=None):
         self.two_path = two_path
         self.flows = flows
         self.tau = tau
@@ -515,6 +477,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -543,16 +506,16 @@ class TwoPathFlowDetector(BaseDeepDetector):
 
     def _net_kwargs(self):
         flows = self.flows and self.flow_epochs > 0
-        return {"ae_epochs": self.epochs, "flow_lr": self.flow_learning_rate,
+        return {"first_stage_epochs": self.epochs, "second_lr": self.flow_learning_rate,
                 "max_epochs": self.epochs + (self.flow_epochs if flows else 0)}
 
-    def _build_module(self, sample_shape):
-        return ITAEModule(sample_shape, self.input_range_, self.width, self.tau, self.two_path,
+    def _build_module(self, sample_shape, input_range):
+        return ITAEModule(sample_shape, input_range, self.width, self.tau, self.two_path,
                           self.flows and self.flow_epochs > 0, self.n_levels, self.n_steps,
                           self.flow_hidden)
 
-    def _build_criterion(self):
-        _, _, h, w = self.sample_shape_
+    def _build_criterion(self, sample_shape):
+        _, _, h, w = sample_shape
         # the NLLs are per time step: 3 (static) + 2 (dynamic) pooled channels of h/4 x w/4
         dims = (3 + (2 if self.two_path else 0)) * math.ceil(h / 4) * math.ceil(w / 4)
         return ITAELoss(self.patch_size, dims)

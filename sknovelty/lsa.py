@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import BaseDeepDetector, check_positive_ints
-from .nn import AutoregressiveEstimator, build_autoencoder
+from .nn import (AutoregressiveEstimator, build_autoencoder, check_autoencoder_parameters,
+                 reconstruction_error)
 
 
 class LSAModule(nn.Module):
@@ -28,11 +29,6 @@ class LSAModule(nn.Module):
     def forward(self, x):
         z = self.encoder(x)
         return self.decoder(z), z, self.estimator(z)
-
-
-def reconstruction_error(x_rec, x):
-    """``||x - x_rec||^2`` per sample: the reconstruction term of eq. 4."""
-    return (x - x_rec).square().flatten(1).sum(1)
 
 
 def quantize(z, n_bins):
@@ -66,12 +62,6 @@ class LSALoss(nn.Module):
     def forward(self, output, x):
         terms = self.per_sample(output, x)
         return (terms["rec"] + self.lam * terms["llk"]).mean()
-
-
-def check_autoencoder_parameters(est):
-    """Validate the autoencoder widths shared by LSA and the plain autoencoder baseline."""
-    check_positive_ints("(latent_dim, hidden_dim)", (est.latent_dim, est.hidden_dim))
-    check_positive_ints("conv_channels", est.conv_channels)
 
 
 class LatentAutoregressiveDetector(BaseDeepDetector):
@@ -115,6 +105,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     verbose : int, default=0
     image_shape : tuple (C, H, W) or None, default=None
     callbacks : list of skorch callbacks or None, default=None
+    n_jobs : int or None, default=None
         See :class:`~sknovelty.base.BaseDeepDetector` for these common parameters.
 
     Attributes
@@ -158,7 +149,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     def __init__(self, lam=1.0, n_bins=100, latent_dim=64, estimator_channels=(32, 32, 32, 32),
                  hidden_dim=64, conv_channels=(32, 64), *, epochs=50, batch_size=64,
                  learning_rate=1e-3, validation_fraction=0.1, contamination=0.1, device="auto",
-                 random_state=None, verbose=0, image_shape=None, callbacks=None):
+                 random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
         self.lam = lam
         self.n_bins = n_bins
         self.latent_dim = latent_dim
@@ -175,6 +166,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -194,9 +186,9 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         check_positive_ints("estimator_channels", self.estimator_channels)
         check_autoencoder_parameters(self)
 
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         return LSAModule(sample_shape, self.latent_dim, self.hidden_dim, tuple(self.conv_channels),
                          tuple(self.estimator_channels), self.n_bins)
 
-    def _build_criterion(self):
+    def _build_criterion(self, sample_shape):
         return LSALoss(self.lam)

@@ -13,7 +13,6 @@ import math
 import numbers
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -21,8 +20,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AdversarialNet, BaseDeepDetector, DetectorNet
+from .base import BaseDeepDetector
+from .engine import AdversarialNet, DetectorNet
 from .nn.blocks import scale_channels
+from .nn.layout import channels_last
 
 __all__ = ["PseudoAnomalyDetector", "LTGLoss", "LTGModule", "NoiseMonitor", "psnr"]
 
@@ -58,7 +59,7 @@ class ImageAutoencoder(nn.Module):
     def forward(self, x):
         ph, pw = self.padded[0] - self.h, self.padded[1] - self.w
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        y = self.net(x.contiguous(memory_format=torch.channels_last))
+        y = self.net(channels_last(x))
         return self.out(y[:, :, ph // 2: ph // 2 + self.h, pw // 2: pw // 2 + self.w])
 
 
@@ -278,7 +279,7 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     (vectors, images: F ends in a sigmoid) or [-1, 1] (clips: tanh), the ranges of the paper.
     Training: F (``optimizer_``) on eq. 2-3; with ``noise="learned"`` G
     (``adversary_optimizer_``, same Adam settings) on eq. 7 from the same forward pass, every
-    step (:class:`~sknovelty.base.AdversarialNet`). ``net_.history`` holds ``train_loss`` (F),
+    step (:class:`~sknovelty.engine.AdversarialNet`). ``net_.history`` holds ``train_loss`` (F),
     ``adversary_loss`` (G) and ``delta_sq`` (mean squared noise).
 
     The novelty score is the reconstruction error (min-max scaled on held-out normal rows):
@@ -307,7 +308,8 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     learning_rate : float, default=1e-3
         The paper: 1e-3 for images, 1e-4 for video (with more epochs than our default; our
         video benchmark trains 30 epochs at 1e-3).
-    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
+    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
+    n_jobs
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -342,7 +344,7 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     def __init__(self, noise="learned", p=0.5, lam="auto", sigma=0.5, width=1.0, score_frame=8, *,
                  epochs=30, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
-                 image_shape=None, callbacks=None):
+                 image_shape=None, callbacks=None, n_jobs=None):
         self.noise = noise
         self.p = p
         self.lam = lam
@@ -359,6 +361,7 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -384,16 +387,16 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     def _novelty_terms(self):
         return ("frame_rec",) if self._clips() else ("rec",)
 
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         if len(sample_shape) == 4 and sample_shape[1] < 2:
             raise ValueError(f"clips need at least 2 frames, got samples of shape {sample_shape}")
         if len(sample_shape) == 4 and self.score_frame >= sample_shape[1]:
             raise ValueError(f"score_frame={self.score_frame} needs clips of more than "
                              f"{self.score_frame} frames, got samples of shape {sample_shape}")
-        return LTGModule(sample_shape, self.input_range_, self.noise, self.p, self.sigma, self.width)
+        return LTGModule(sample_shape, input_range, self.noise, self.p, self.sigma, self.width)
 
-    def _build_criterion(self):
-        lam = self.lam if self.lam != "auto" else (0.1 if self._clips() else 5.0)
+    def _build_criterion(self, sample_shape):
+        lam = self.lam if self.lam != "auto" else (0.1 if len(sample_shape) == 4 else 5.0)
         return LTGLoss(lam, self.score_frame)
 
     def _method_callbacks(self):

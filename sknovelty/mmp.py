@@ -300,7 +300,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         Adam's step size. At 1e-3 with 60 epochs (the earlier defaults) one seed failed on 4
         of the 10 MNIST-5k classes (the one diagnosed had collapsed; see Notes); at 3e-4, 60
         epochs undertrain some classes, hence 120.
-    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks
+    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
+    n_jobs
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -354,7 +355,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
                  channels=(32, 64, 128), latent_dim=64, state_dim=128, state_layers=7, *,
                  epochs=120, batch_size=64, learning_rate=3e-4, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
-                 image_shape=None, callbacks=None):
+                 image_shape=None, callbacks=None, n_jobs=None):
         self.n_predictions = n_predictions
         self.loss = loss
         self.lam = lam
@@ -378,6 +379,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -411,14 +413,14 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
                              f"the samples have {sample_shape[0]} features")
         return feature_mask(sample_shape[0], self.mask_ratio, self.hidden_features, generator)
 
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         # built under the fit's seed, so the mask follows random_state; on load the saved
         # buffer replaces it
-        return MMPModule(sample_shape, self._make_mask(sample_shape), self.input_range_,
+        return MMPModule(sample_shape, self._make_mask(sample_shape), input_range,
                          self.n_predictions, tuple(self.channels), self.latent_dim,
                          self.state_dim, self.state_layers)
 
-    def _build_criterion(self):
+    def _build_criterion(self, sample_shape):
         return MMPLoss(self.n_predictions, self.loss, self.lam, self.delta, self.distance,
                        self.warmup_epochs)
 

@@ -18,7 +18,6 @@ import math
 import numbers
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -26,9 +25,11 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AdversarialNet, BaseDeepDetector, check_positive_ints
+from .base import BaseDeepDetector, c_ordered, check_positive_ints
+from .engine import AdversarialNet
+from .nn.layout import channels_last
 
-__all__ = ["AdversarialMaskingDetector", "MaskDrift", "OLEDLoss", "Reconstructor",
+__all__ = ["AdversarialMaskingDetector", "ContextAutoencoderDetector", "MaskDrift", "OLEDLoss", "Reconstructor",
            "MaskGenerator", "ThresholdUnit", "RandomBoxMasker"]
 
 #: Keras' BatchNormalization epsilon. Its momentum (0.99, PyTorch's 0.01) is not kept: after
@@ -102,10 +103,10 @@ class Reconstructor(nn.Module):
 
     def forward(self, x):
         if x.ndim == 4:  # channels-last runs oneDNN's fast convolutions on CPU
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = channels_last(x)
         grid = self.expand(self.encoder(x)).view(len(x), *self.grid)
         if self.size is not None:
-            grid = grid.contiguous(memory_format=torch.channels_last)
+            grid = channels_last(grid)
         x_hat = self.decoder(grid)
         if self.size is not None:
             x_hat = x_hat[:, :, : self.size[0], : self.size[1]]
@@ -164,7 +165,7 @@ class MaskGenerator(nn.Module):
     def forward(self, x):
         if self.size is None:
             return self.net(x)
-        a = self.net(x.contiguous(memory_format=torch.channels_last))
+        a = self.net(channels_last(x))
         return a[:, :, : self.size[0], : self.size[1]]
 
 
@@ -341,6 +342,16 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
     """Shared by OLED and the context autoencoder: R, the losses of eq. 5-8 and the four scores."""
 
     _sample_ranks = (1, 3)
+    _parameter_constraints = {
+        **BaseDeepDetector._parameter_constraints,
+        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "gamma": [Interval(numbers.Real, 0, None, closed="left")],
+        "lam": [Interval(numbers.Real, 0, None, closed="left")],
+        "score_type": [StrOptions(set(SCORES))],
+        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "channels": [tuple, list],
+        "output": [StrOptions({"clip", "leaky_relu"})],
+    }
 
     @property
     def _novelty_terms(self):
@@ -358,7 +369,7 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
     def _reconstructor(self, sample_shape):
         return Reconstructor(sample_shape, tuple(self.channels), self.latent_dim, self.output)
 
-    def _build_criterion(self):
+    def _build_criterion(self, sample_shape):
         return OLEDLoss(self.gamma, self.lam)
 
     def _net_kwargs(self):
@@ -426,7 +437,7 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     mid value (sec. 3.4.3). Each training step reconstructs ``x`` and the masked ``x_m`` with R
     and updates R on eq. 8; on every ``mask_update_period``-th epoch MM is updated from the
     same forward pass to maximise ``L_mask + gamma * L_cont`` (two Adam optimizers, lr 5e-4,
-    betas (0.5, 0.9), in skorch's engine: :class:`~sknovelty.base.AdversarialNet`).
+    betas (0.5, 0.9), in skorch's engine: :class:`~sknovelty.engine.AdversarialNet`).
 
     Images ``(n, C, H, W)`` (or flat rows with ``image_shape``) use the MNIST networks of the
     official code; masks are one channel, broadcast over colour channels. Vectors ``(n, d)``
@@ -454,6 +465,7 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     verbose : int, default=0
     image_shape : tuple (C, H, W) or None, default=None
     callbacks : list of skorch callbacks or None, default=None
+    n_jobs : int or None, default=None
         See :class:`~sknovelty.base.BaseDeepDetector` for these common parameters.
 
     Attributes
@@ -502,7 +514,7 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
                  channels=(64, 96, 128), output="clip", mask_channels=(32, 48),
                  mask_update_period=3, threshold="relu", temperature=0.5, *, epochs=20,
                  batch_size=64, learning_rate=5e-4, validation_fraction=0.1, contamination=0.1,
-                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None):
+                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
         self.mask_ratio = mask_ratio
         self.gamma = gamma
         self.lam = lam
@@ -524,16 +536,10 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
         self.verbose = verbose
         self.image_shape = image_shape
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     _parameter_constraints = {
-        **BaseDeepDetector._parameter_constraints,
-        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "gamma": [Interval(numbers.Real, 0, None, closed="left")],
-        "lam": [Interval(numbers.Real, 0, None, closed="left")],
-        "score_type": [StrOptions(set(SCORES))],
-        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
-        "channels": [tuple, list],
-        "output": [StrOptions({"clip", "leaky_relu"})],
+        **_MaskedReconstructionDetector._parameter_constraints,
         "mask_channels": [tuple, list],
         "mask_update_period": [Interval(numbers.Integral, 1, None, closed="left")],
         "threshold": [StrOptions({"relu", "sigmoid"})],
@@ -544,13 +550,79 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
         self._check_common()
         check_positive_ints("mask_channels", self.mask_channels)
 
-    def _build_module(self, sample_shape):
+    def _build_module(self, sample_shape, input_range):
         mm = MaskModule(sample_shape, tuple(self.mask_channels), self.mask_ratio, self.threshold,
                         self.temperature)
-        return MaskedReconstructionModule(self.input_range_, self._reconstructor(sample_shape), mm)
+        return MaskedReconstructionModule(input_range, self._reconstructor(sample_shape), mm)
 
     def _net_kwargs(self):
         return {**super()._net_kwargs(), "adversary_period": self.mask_update_period}
+
+
+class ContextAutoencoderDetector(_MaskedReconstructionDetector):
+    __doc__ = """Context autoencoder (CAE): OLED's reconstructor with random square masks.
+
+    The baseline of OLED's ablation (sec. 4.6): the same reconstructor R, the same loss (eq. 8)
+    and the same four scores as :class:`~sknovelty.AdversarialMaskingDetector`, but the hidden
+    region is one random square of the same area (10 x 10 on 28 x 28 MNIST) instead of the
+    learned mask. At scoring time the square's position is random across samples (a hash of
+    the sample, see :class:`~sknovelty.oled.RandomBoxMasker`), as the paper masks randomly at
+    test time, yet a sample always gets the same square. Vectors get a random window of
+    consecutive features.
+
+    Parameters
+    ----------""" + _COMMON_DOC + """    epochs : int, default=20
+    batch_size : int, default=64
+    learning_rate : float, default=5e-4
+    validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
+    n_jobs
+        See :class:`~sknovelty.base.BaseDeepDetector`.
+
+    Attributes
+    ----------
+    net_, normalization_, offset_, input_range_, sample_shape_, device_, n_features_in_
+        As in :class:`~sknovelty.AdversarialMaskingDetector`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknovelty import ContextAutoencoderDetector
+    >>> X, y = load_digits(return_X_y=True)
+    >>> det = ContextAutoencoderDetector(channels=(8, 16), epochs=2, image_shape=(1, 8, 8),
+    ...                                  random_state=0).fit(X[y == 0] / 16)
+    >>> (det.masks(X[:2] / 16) == 0).sum(axis=(1, 2, 3))   # one 3 x 3 square each
+    array([9, 9])
+    """
+
+    def __init__(self, mask_ratio=0.125, gamma=50.0, lam=1.0, score_type="avg", latent_dim=64,
+                 channels=(64, 96, 128), output="clip", *, epochs=20, batch_size=64,
+                 learning_rate=5e-4, validation_fraction=0.1, contamination=0.1, device="auto",
+                 random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
+        self.mask_ratio = mask_ratio
+        self.gamma = gamma
+        self.lam = lam
+        self.score_type = score_type
+        self.latent_dim = latent_dim
+        self.channels = channels
+        self.output = output
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.image_shape = image_shape
+        self.callbacks = callbacks
+        self.n_jobs = n_jobs
+
+    def _check_hyperparameters(self):
+        self._check_common()
+
+    def _build_module(self, sample_shape, input_range):
+        return MaskedReconstructionModule(input_range, self._reconstructor(sample_shape),
+                                          RandomBoxMasker(sample_shape, self.mask_ratio))
 
 
 class MaskDrift(Callback):
@@ -577,7 +649,7 @@ class MaskDrift(Callback):
     def _hidden(self, net):
         masker = copy.deepcopy(net.module_.masker).train()
         with torch.no_grad():
-            x = torch.as_tensor(np.asarray(self.X_probe, dtype=np.float32), device=net.device)
+            x = torch.from_numpy(c_ordered(self.X_probe)).to(net.device)
             return masker(net.module_.rescale(x)).flatten(1) < 0.5
 
     def _params(self, net):

@@ -14,7 +14,6 @@ Typical use::
 """
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from .metrics import auroc, eer
 

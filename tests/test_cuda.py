@@ -12,18 +12,22 @@ import torch
 
 from sknovelty import load
 
-from .conftest import tiny_cae, tiny_flow, tiny_itae, tiny_lsa, tiny_ltg, tiny_mmp, tiny_oled
+from sknovelty.registry import ESTIMATORS
+
+from .conftest import tiny_ltg
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-IMAGE_FACTORIES = [tiny_lsa, tiny_oled, tiny_cae, tiny_mmp, tiny_ltg, tiny_flow]
+DEEP = [name for name, entry in ESTIMATORS.items() if entry.deep]
 
 
-@pytest.mark.parametrize("factory", [*IMAGE_FACTORIES, tiny_itae], ids=lambda f: f.__name__)
-def test_cuda_fit_score_pickle_and_load_on_cpu(factory, digits, clips, tmp_path):
+@pytest.mark.parametrize("name", DEEP)
+def test_cuda_fit_score_pickle_and_load_on_cpu(name, digits, clips, tmp_path):
     X, y = digits
-    X_train, X_test = (clips, clips[:8]) if factory is tiny_itae else (X[y == 0][:80], X[:40])
-    det = factory(device="cuda").fit(X_train)
+    entry = ESTIMATORS[name]
+    X_train, X_test = ((X[y == 0][:80], X[:40]) if "images" in entry.inputs
+                       else (clips, clips[:8]))
+    det = entry.tiny(device="cuda").fit(X_train)
     assert det.device_.startswith("cuda")
     assert all(p.is_cuda for p in det.net_.module_.parameters())
     scores = det.score_samples(X_test)

@@ -28,6 +28,8 @@ def test_auroc_scorer_uses_decision_function():
     X = X.reshape(len(X), -1)
     det = WhitenedKDE(n_components=8).fit(X[y == 0])
     labels = np.where(y == 0, 1, -1)
+    # ==: exact, the scorer runs this very decision_function on the same rows in the same
+    # process; > 0.9: measured 1.0 (float64 PCA and KDE; chance is 0.5)
     assert auroc_scorer(det, X, labels) == auroc(labels, det.decision_function(X)) > 0.9
 
 
@@ -76,4 +78,6 @@ def test_whitened_baselines_train_on_normal_rows_when_labelled():
     labels = np.where(y == 0, 1, -1)
     for model in (WhitenedKDE(n_components=8), WhitenedOneClassSVM(n_components=8)):
         with_y = model.fit(X, labels).score_samples(X[:50])
+        # exact: fit selects the same rows, so both fits are the same computation in the same
+        # process and BLAS thread count
         np.testing.assert_array_equal(with_y, model.fit(X[y == 0]).score_samples(X[:50]))

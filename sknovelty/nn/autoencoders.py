@@ -9,10 +9,11 @@ quantised into bins.
 
 import math
 
-import torch
 from torch import nn
 
+from .._checks import check_positive_ints
 from .blocks import LEAKY_SLOPE, ResidualDown2d, ResidualUp2d
+from .layout import channels_last
 
 
 def _dense(in_features, out_features):
@@ -65,7 +66,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x):
         # channels-last runs oneDNN's fast convolution kernels (about 2x on CPU)
-        return self.head(self.blocks(x.contiguous(memory_format=torch.channels_last)))
+        return self.head(self.blocks(channels_last(x)))
 
 
 class ConvDecoder(nn.Module):
@@ -87,7 +88,7 @@ class ConvDecoder(nn.Module):
         self.out = nn.Conv2d(widths[-1], c, 1, bias=False)
 
     def forward(self, z):
-        x = self.head(z).view(z.shape[0], *self.grid).contiguous(memory_format=torch.channels_last)
+        x = channels_last(self.head(z).view(z.shape[0], *self.grid))
         return self.out(self.blocks(x))[:, :, : self.h, : self.w]
 
 
@@ -100,3 +101,14 @@ def build_autoencoder(sample_shape, latent_dim, hidden_dim, conv_channels):
         return (ConvEncoder(sample_shape, conv_channels, hidden_dim, latent_dim),
                 ConvDecoder(sample_shape, conv_channels, hidden_dim, latent_dim))
     raise ValueError(f"no autoencoder for samples of shape {tuple(sample_shape)}")
+
+
+def reconstruction_error(x_rec, x):
+    """``||x - x_rec||^2`` per sample: the reconstruction term of eq. 4."""
+    return (x - x_rec).square().flatten(1).sum(1)
+
+
+def check_autoencoder_parameters(est):
+    """Validate the autoencoder widths shared by LSA and the plain autoencoder baseline."""
+    check_positive_ints("(latent_dim, hidden_dim)", (est.latent_dim, est.hidden_dim))
+    check_positive_ints("conv_channels", est.conv_channels)

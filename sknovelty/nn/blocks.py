@@ -5,13 +5,14 @@ path and a strided shortcut. Convolutions carry no bias (BatchNorm follows each 
 the activation is LeakyReLU with slope 0.01.
 """
 
+import torch
 from torch import nn
 
 LEAKY_SLOPE = 0.01
 
 
 class _ResidualStep(nn.Module):
-    """``act(bn2(f2(act(bn1(f1(x))))) + bn3(f3(x)))`` for given convolutions f1, f2, f3."""
+    """``act(bn2(f2(act(bn1(f1(x))))) + bn3(shortcut(x)))`` for given convolutions f1, f2, f3."""
 
     def __init__(self, f1, f2, f3, out_channels):
         super().__init__()
@@ -22,7 +23,14 @@ class _ResidualStep(nn.Module):
 
     def forward(self, x):
         main = self.bn2(self.f2(self.act(self.bn1(self.f1(x)))))
-        return self.act(main + self.bn3(self.f3(x)))
+        return self.act(main + self.bn3(self.shortcut(x, main)))
+
+
+# The shortcuts are 1x1 convolutions with stride 2. They run as a stride-1 1x1 convolution
+# plus the subsampling (down) or zero insertion (up) that the stride means: the same numbers,
+# but oneDNN's stride-2 1x1 kernels in channels-last layout read and write out of bounds on
+# CPU (non-deterministic results, heap corruption, a hung process; seen with torch 2.13 on
+# AMD EPYC, AVX2 and AVX-512), see benchmarks/upstream_onednn_c1_conv.py.
 
 
 class ResidualDown2d(_ResidualStep):
@@ -32,9 +40,13 @@ class ResidualDown2d(_ResidualStep):
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
             out_channels,
         )
+
+    def shortcut(self, x, main):
+        """The 1x1 stride-2 convolution: every other row and column, then a 1x1 convolution."""
+        return self.f3(x[:, :, ::2, ::2])
 
 
 class ResidualUp2d(_ResidualStep):
@@ -45,10 +57,16 @@ class ResidualUp2d(_ResidualStep):
             nn.ConvTranspose2d(in_channels, out_channels, 5, stride=2, padding=2,
                                output_padding=1, bias=False),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.ConvTranspose2d(in_channels, out_channels, 1, stride=2, output_padding=1,
-                               bias=False),
+            nn.ConvTranspose2d(in_channels, out_channels, 1, bias=False),
             out_channels,
         )
+
+    def shortcut(self, x, main):
+        """The 1x1 stride-2 transposed convolution (output padding 1): the 1x1 map of each
+        input pixel lands on the even rows and columns of a zero grid of ``main``'s size."""
+        spread = torch.zeros_like(main)
+        spread[:, :, ::2, ::2] = self.f3(x)
+        return spread
 
 
 def scale_channels(channels, width):

@@ -1,0 +1,82 @@
+"""How much do results move with torch's thread count? One-class MNIST-5k at default settings.
+
+Each deep estimator is fitted at its defaults on the training part of one digit class (the
+one-class protocol of ``one_class.py``) twice, with ``n_jobs=1`` and ``n_jobs=2`` (torch's
+intra-op threads during fit and scoring), same seed, same data, on the CPU. Reported: the
+AUROC of each fit, their difference, and the largest score difference relative to the score
+range (the suite's ``test_same_seed_same_scores_other_seed_other_scores`` checks that one
+thread count is bit-reproducible). Fit seconds are recorded for orientation only.
+
+Nothing here is tuned: defaults as shipped, seeds and classes given on the command line.
+
+    python benchmarks/threads.py                       # class 0, seed 0, every method
+    python benchmarks/threads.py --classes 0 5 --methods LSA AE
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from sknovelty.datasets import load_mnist_5k, one_class_split
+from sknovelty.metrics import auroc
+
+from _common import provenance, provenance_lines, save_result  # noqa: E402
+
+from sknovelty.registry import ESTIMATORS
+
+#: the deep estimators that take images, from the library's registry
+METHODS = {name: entry.cls for name, entry in ESTIMATORS.items()
+           if entry.deep and "images" in entry.inputs}
+
+
+def run_one(cls, n_jobs, seed, X_train, X_test, y_test):
+    start = time.perf_counter()
+    det = cls(random_state=seed, device="cpu", n_jobs=n_jobs).fit(X_train)
+    fit_s = time.perf_counter() - start
+    scores = det.score_samples(X_test)
+    return scores, auroc(y_test, scores), fit_s
+
+
+def write(args, info, rows):
+    """Write the result file (after every row, so that a stopped run keeps what it measured)."""
+    lines = ["# Results against torch's thread count (1 vs 2 threads)", "",
+             *provenance_lines(info),
+             "- protocol: one-class MNIST-5k, default settings, `n_jobs` = torch intra-op threads "
+             "in fit and scoring; nothing tuned",
+             *[f"- note: {note}" for note in info.get("notes", [])], "",
+             "| method | class | seed | AUROC 1 thread | AUROC 2 threads | difference | "
+             "max score difference / range | fit s (1 / 2 threads) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['cls']} | {r['seed']} | {r['auroc_1']:.4f} | "
+                     f"{r['auroc_2']:.4f} | {r['diff']:+.4f} | {r['max_score_diff']:.2e} | "
+                     f"{r['fit_s_1']:.1f} / {r['fit_s_2']:.1f} |")
+    save_result(args.out, "threads", lines, {"provenance": info, "rows": rows})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--classes", nargs="+", type=int, default=[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args(argv)
+    info = provenance(args)
+    X, y = load_mnist_5k()
+    rows = []
+    for seed in args.seeds:
+        for k in args.classes:
+            X_train, X_test, y_test = one_class_split(X, y, normal_class=k, random_state=seed)
+            for name in args.methods:
+                s1, a1, t1 = run_one(METHODS[name], 1, seed, X_train, X_test, y_test)
+                s2, a2, t2 = run_one(METHODS[name], 2, seed, X_train, X_test, y_test)
+                row = dict(method=name, cls=k, seed=seed, auroc_1=a1, auroc_2=a2,
+                           diff=a2 - a1, max_score_diff=float(np.abs(s1 - s2).max() / np.ptp(s1)),
+                           fit_s_1=t1, fit_s_2=t2)
+                rows.append(row)
+                print(row, flush=True)
+                write(args, info, rows)
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The training engine: skorch, extended for detectors that train without targets.
+
+A detector trains one of three nets, chosen by its ``_net_class``:
+
+* :class:`DetectorNet`: one player. The criterion compares the module's output with the
+  input (there are no targets); skorch's own ``train_step`` runs it.
+* :class:`AdversarialNet`: two players from one forward pass (OLED's reconstructor against its
+  mask module, LTG's autoencoder against its noise generator).
+* :class:`TwoStageNet`: one module trained in two stages with their own optimizers (ITAE's
+  autoencoder, then the flows on its frozen features).
+
+The two multi-optimizer nets extend skorch where its documentation says to: each computes
+every player's gradients in ``train_step_single`` and steps the optimizers that play in
+``_step_optimizer``. skorch's ``train_step`` stays in charge, so ``on_grad_computed``
+callbacks (e.g. ``GradientNormClipping``) see every player's and every stage's gradients.
+
+What a method's networks must provide is written down as Protocols below.
+"""
+
+import math
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, PassthroughScoring
+from skorch.utils import to_tensor
+
+__all__ = ["AdversarialCriterion", "AdversarialModule", "AdversarialNet", "BatchIterator",
+           "DetectorCriterion", "DetectorNet", "DivergenceGuard", "TensorData",
+           "TrainingDivergedError", "TwoStageModule", "TwoStageNet", "batch_bounds",
+           "exact_cudnn"]
+
+
+# ---------------------------------------------------------------------------- the contract
+@runtime_checkable
+class DetectorCriterion(Protocol):
+    """The loss of a method (an ``nn.Module``).
+
+    ``forward(output, x)`` is the training loss (a scalar tensor) for the module's ``output``
+    on the batch ``x``; ``per_sample(output, x)`` returns the paper's novelty terms, a dict of
+    1-D tensors (higher = more novel), e.g. ``{"rec": ..., "llk": ...}``.
+    """
+
+    def forward(self, output: Any, x: torch.Tensor) -> torch.Tensor: ...
+
+    def per_sample(self, output: Any, x: torch.Tensor) -> dict: ...
+
+
+@runtime_checkable
+class AdversarialModule(Protocol):
+    """A module with a second player: ``adversary`` is the submodule (or None) that
+    :class:`AdversarialNet` trains with its own optimizer."""
+
+    adversary: Any
+
+
+@runtime_checkable
+class AdversarialCriterion(DetectorCriterion, Protocol):
+    """A criterion with the second player's loss, ``adversary_loss(output, x)`` (scalar)."""
+
+    def adversary_loss(self, output: Any, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TwoStageModule(Protocol):
+    """A module trained in two stages: ``stages`` is the pair of submodules each stage
+    trains, and ``stage`` (1 or 2) says which one runs; the criterion has ``stage`` too."""
+
+    stages: Any
+    stage: int
+
+
+# ---------------------------------------------------------------------------- data
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the fit is abandoned instead of kept."""
+
+
+def batch_bounds(n, batch_size):
+    """``(start, stop)`` of consecutive batches; a trailing one-row batch joins its neighbour.
+
+    BatchNorm cannot normalise a single training row, so a last batch of one is avoided.
+    """
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n]))
+
+
+class TensorData(torch.utils.data.Dataset):
+    """A dataset over one tensor of samples (the detectors are trained without targets)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], 0
+
+
+class BatchIterator:
+    """Yield ``(X[batch], None)`` by slicing one tensor: no per-sample Python work.
+
+    The shuffle order comes from ``generator`` (a seeded ``torch.Generator``), so training is
+    reproducible without touching the global RNG.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
+        self.X, self.batch_size = dataset.X, batch_size
+        self.shuffle, self.generator = shuffle, generator
+
+    def __len__(self):
+        return len(batch_bounds(len(self.X), self.batch_size))
+
+    def __iter__(self):
+        X = self.X
+        if self.shuffle:
+            X = X[torch.randperm(len(X), generator=self.generator).to(X.device)]
+        for start, stop in batch_bounds(len(X), self.batch_size):
+            yield X[start:stop], None
+
+
+class DivergenceGuard(Callback):
+    """Raise :class:`TrainingDivergedError` as soon as a batch loss is not finite."""
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"the {'training' if training else 'validation'} loss became {value} in epoch "
+                f"{len(net.history)}; lower learning_rate or rescale the input")
+
+
+def exact_cudnn():
+    """Context in which cuDNN convolutions are deterministic and in true float32 (no TF32).
+
+    TF32 (cuDNN's default on Ampere and later) perturbs the code z by ~1e-3, which moves
+    values across LSA's quantisation bins: CUDA and CPU scores would then disagree; and
+    non-deterministic algorithms would make two fits with the same seed differ on CUDA.
+    """
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                      deterministic=True, allow_tf32=False)
+
+
+def _check(obj, protocol, what):
+    if not isinstance(obj, protocol):
+        raise TypeError(f"{type(obj).__name__} is not a {protocol.__name__} ({what}); see "
+                        "sknovelty.engine")
+
+
+# ---------------------------------------------------------------------------- nets
+class DetectorNet(NeuralNet):
+    """skorch net for unsupervised training: the criterion compares the output with the input.
+
+    The module and criterion instances passed as parameters are the trained ones, so they are
+    pickled like ``module_`` (mapped to the CPU when CUDA is missing at load time).
+    """
+
+    def initialize(self):
+        super().initialize()
+        _check(self.criterion_, DetectorCriterion, "the criterion")
+        self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, "module", "criterion"]
+        return self
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return self.criterion_(y_pred, to_tensor(X, device=self.device))
+
+
+class _SeveralOptimizersNet(DetectorNet):
+    """A net whose ``train_step_single`` fills the gradients of several optimizers' parameters
+    and whose ``_players()`` names the optimizers that step this time."""
+
+    def _players(self):
+        raise NotImplementedError
+
+    def _step_optimizer(self, step_fn):
+        # skorch's step_fn zeroes every optimizer's gradients, runs train_step_single (which
+        # fills them) and fires on_grad_computed: run it once, then step each player (skorch's
+        # default would pass step_fn to every optimizer and run the forward pass once each)
+        step_fn()
+        for name in self._players():
+            getattr(self, name + "_").step()
+
+
+class AdversarialNet(_SeveralOptimizersNet):
+    """skorch net for two players trained against each other from one forward pass.
+
+    The module's ``adversary`` submodule (OLED's mask module, LTG's noise generator) has its
+    own optimizer ``adversary_optimizer_`` (same class and settings as ``optimizer_``, which
+    holds every other parameter). Each training step runs the module once, then
+
+    * the main player minimises ``criterion_(output, X)``;
+    * every ``adversary_period``-th epoch (0, k, 2k, ...) the adversary minimises
+      ``criterion_.adversary_loss(output, X)``, recorded per batch and as the epoch mean
+      ``adversary_loss`` in the history.
+
+    Both gradients are taken from the same graph before either player steps (as the
+    reference implementations do), each only with respect to its own player's parameters.
+    """
+
+    def __init__(self, *args, adversary_period=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.adversary_period = adversary_period
+
+    def get_default_callbacks(self):
+        # the epoch mean of adversary_loss, on epochs where the adversary was updated (before
+        # the print log, so that verbose=1 shows it)
+        *head, last = super().get_default_callbacks()
+        mean = PassthroughScoring(name="adversary_loss", on_train=True, lower_is_better=None)
+        return [*head, ("adversary_loss", mean), last]
+
+    def initialize_optimizer(self, *args, **kwargs):
+        _check(self.module_, AdversarialModule, "the module")
+        _check(self.criterion_, AdversarialCriterion, "the criterion")
+        adversary = set(self.module_.adversary.parameters())
+        main = [(n, p) for n, p in self.get_all_learnable_params() if p not in adversary]
+        groups, params = self.get_params_for_optimizer("optimizer", main)
+        self.optimizer_ = self.optimizer(*groups, **params)
+        groups, params = self.get_params_for_optimizer(
+            "optimizer", self.module_.adversary.named_parameters())
+        self.adversary_optimizer_ = self.optimizer(*groups, **params)
+        return self
+
+    def _adversary_plays(self):
+        return (len(self.history) - 1) % self.adversary_period == 0
+
+    def _players(self):
+        return ["optimizer", "adversary_optimizer"] if self._adversary_plays() else ["optimizer"]
+
+    @staticmethod
+    def _params(optimizer):
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi = batch[0]
+        output = self.infer(Xi, **fit_params)
+        loss = self.get_loss(output, None, X=Xi, training=True)
+        players = [(self.optimizer_, loss)]
+        if self._adversary_plays():
+            adversary_loss = self.criterion_.adversary_loss(output, to_tensor(Xi, device=self.device))
+            players.append((self.adversary_optimizer_, adversary_loss))
+            self.history.record_batch("adversary_loss", adversary_loss.item())
+        for k, (optimizer, player_loss) in enumerate(players):
+            params = self._params(optimizer)
+            grads = torch.autograd.grad(player_loss, params, retain_graph=k + 1 < len(players),
+                                        allow_unused=True)
+            for p, g in zip(params, grads):
+                # autograd.grad does not apply the gradient-layout contract of backward()
+                # (a transposed convolution's weight gradient comes back in another memory
+                # order); CUDA's fused Adam requires each gradient to have its parameter's strides
+                # (the CPU's fused Adam does not reject them: it reads them in the wrong order)
+                mismatched = g is not None and g.layout == torch.strided and g.stride() != p.stride()
+                p.grad = torch.empty_like(p).copy_(g) if mismatched else g
+        return {"loss": loss, "y_pred": output}
+
+
+class TwoStageNet(_SeveralOptimizersNet):
+    """skorch net for a module trained in two stages (ITAE: the autoencoder, then the flows).
+
+    The first ``first_stage_epochs`` epochs train ``module_.stages[0]`` with ``optimizer_``;
+    the remaining epochs train ``module_.stages[1]`` with ``second_optimizer_`` (learning rate
+    ``second_lr``, or ``lr`` when None), with the first stage's submodule in eval mode. The
+    module's and the criterion's ``stage`` follow, in training and in validation.
+    """
+
+    def __init__(self, *args, first_stage_epochs=1, second_lr=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.first_stage_epochs = first_stage_epochs
+        self.second_lr = second_lr
+
+    def initialize_optimizer(self, *args, **kwargs):
+        _check(self.module_, TwoStageModule, "the module")
+        first, second = self.module_.stages
+        groups, params = self.get_params_for_optimizer("optimizer", first.named_parameters())
+        self.optimizer_ = self.optimizer(*groups, **params)
+        if second is not None and any(True for _ in second.parameters()):
+            groups, params = self.get_params_for_optimizer("optimizer", second.named_parameters())
+            if self.second_lr is not None:
+                params["lr"] = self.second_lr
+            self.second_optimizer_ = self.optimizer(*groups, **params)
+        return self
+
+    def _stage(self):
+        return 1 if len(self.history) <= self.first_stage_epochs else 2
+
+    def _enter_stage(self):
+        stage = self._stage()
+        self.module_.stage = self.criterion_.stage = stage
+        return stage
+
+    def _players(self):
+        return ["optimizer" if self._stage() == 1 else "second_optimizer"]
+
+    def train_step_single(self, batch, **fit_params):
+        stage = self._enter_stage()
+        self._set_training(True)
+        if stage == 2:
+            self.module_.stages[0].eval()
+        Xi = batch[0]
+        output = self.infer(Xi, **fit_params)
+        loss = self.get_loss(output, None, X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": output}
+
+    def validation_step(self, batch, **fit_params):
+        self._enter_stage()
+        return super().validation_step(batch, **fit_params)

@@ -1,0 +1,114 @@
+"""The training engine: callbacks see every player's and every stage's gradients, and the
+nets check the contract of the modules they train."""
+
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from sknovelty.engine import AdversarialNet, DetectorNet, TwoStageNet
+from sknovelty.registry import ESTIMATORS
+
+
+class GradRecorder(Callback):
+    """Per epoch, the parameter-name prefixes that had a gradient in on_grad_computed."""
+
+    def initialize(self):
+        self.seen_ = {}
+        return self
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        names = {name.split(".")[0] for name, p in named_parameters if p.grad is not None}
+        self.seen_.setdefault(len(net.history), set()).update(names)
+
+
+def _recorded(det, X):
+    recorder = GradRecorder()
+    det.set_params(callbacks=[("grads", recorder)]).fit(X)
+    return dict(det.net_.callbacks_)["grads"].seen_
+
+
+def test_one_player_net_reports_every_gradient(digits):
+    X, y = digits
+    det = ESTIMATORS["AE"].tiny()
+    seen = _recorded(det, X[y == 0][:40])
+    assert isinstance(det.net_, DetectorNet)
+    assert seen == {1: {"encoder", "decoder"}, 2: {"encoder", "decoder"}}
+
+
+def test_adversarial_net_reports_both_players_when_both_play(digits):
+    # OLED's mask module (masker) plays on epochs 1, 3, ... with mask_update_period=2; the
+    # reconstructor on every epoch
+    X, y = digits
+    det = ESTIMATORS["OLED"].tiny(epochs=3, mask_update_period=2)
+    seen = _recorded(det, X[y == 0][:40])
+    assert isinstance(det.net_, AdversarialNet)
+    assert seen[1] == {"reconstructor", "masker"} == seen[3]
+    assert seen[2] == {"reconstructor"}
+
+
+def test_two_stage_net_reports_each_stage(clips):
+    det = ESTIMATORS["ITAE"].tiny(epochs=2, flow_epochs=2)
+    seen = _recorded(det, clips)
+    assert isinstance(det.net_, TwoStageNet)
+    assert seen[1] == seen[2] == {"encoder", "decoder"}
+    assert seen[3] == seen[4] == {"flow_static", "flow_dynamic"}
+
+
+def test_nets_reject_modules_that_break_the_contract():
+    class NoAdversary(torch.nn.Linear):  # a module with parameters, but no adversary/stages
+        def __init__(self):
+            super().__init__(2, 2)
+
+    class Loss(torch.nn.Module):
+        def forward(self, output, x):
+            return (output - x).square().mean()
+
+        def per_sample(self, output, x):
+            return {"rec": (output - x).square().flatten(1).sum(1)}
+
+    with pytest.raises(TypeError, match="AdversarialModule"):
+        AdversarialNet(NoAdversary(), criterion=Loss(), optimizer=torch.optim.Adam).initialize()
+    with pytest.raises(TypeError, match="TwoStageModule"):
+        TwoStageNet(NoAdversary(), criterion=Loss(), optimizer=torch.optim.Adam).initialize()
+    with pytest.raises(TypeError, match="DetectorCriterion"):
+        DetectorNet(NoAdversary(), criterion=torch.nn.MSELoss(), optimizer=torch.optim.Adam).initialize()
+
+
+def _import_graph():
+    """{module: set of sknovelty modules it imports, at module level or inside functions}."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "sknovelty"
+    graph = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                deps |= ({f"{target}.{a.name}" for a in node.names} if node.module is None
+                         else {target})
+        graph[name] = deps
+    return {name: {d for d in deps if d in graph} for name, deps in graph.items()}
+
+
+def test_imports_run_one_way():
+    graph = _import_graph()
+    assert graph["sknovelty.engine"] == set() and graph["sknovelty.io"] <= {"sknovelty._version"}
+    # baselines sit below the methods: they import nn/ and the base, never a method module
+    methods = {f"sknovelty.{m}" for m in ("lsa", "oled", "mmp", "ltg", "itae")}
+    assert not graph["sknovelty.baselines"] & methods
+    for name, deps in graph.items():
+        if name.startswith("sknovelty.nn"):
+            assert all(d.startswith("sknovelty.nn") or d == "sknovelty._checks" for d in deps), name
+
+    def reaches(start, goal, seen=()):
+        return any(d == goal or (d not in seen and reaches(d, goal, (*seen, d)))
+                   for d in graph[start] if d != "sknovelty")
+
+    for name in graph:
+        assert name == "sknovelty" or not reaches(name, name), f"import circle through {name}"
