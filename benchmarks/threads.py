@@ -11,9 +11,11 @@ Nothing here is tuned: defaults as shipped, seeds and classes given on the comma
 
     python benchmarks/threads.py                       # class 0, seed 0, every method
     python benchmarks/threads.py --classes 0 5 --methods LSA AE
+    python benchmarks/threads.py --methods OLED CAE --merge   # add rows to the existing file
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -45,7 +47,9 @@ def write(args, info, rows):
              *provenance_lines(info),
              "- protocol: one-class MNIST-5k, default settings, `n_jobs` = torch intra-op threads "
              "in fit and scoring; nothing tuned",
-             *[f"- note: {note}" for note in info.get("notes", [])], "",
+             *[f"- note: {note}" for note in info.get("notes", [])],
+             *[f"- earlier rows: `{e['command']}` ({e['date']}); " + "; ".join(e.get("notes", []))
+               for e in info.get("earlier", [])], "",
              "| method | class | seed | AUROC 1 thread | AUROC 2 threads | difference | "
              "max score difference / range | fit s (1 / 2 threads) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -62,10 +66,19 @@ def main(argv=None):
     parser.add_argument("--classes", nargs="+", type=int, default=[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of the existing result file that are not rerun")
     args = parser.parse_args(argv)
     info = provenance(args)
     X, y = load_mnist_5k()
     rows = []
+    previous = os.path.join(args.out, "threads.json")
+    if args.merge and os.path.exists(previous):
+        with open(previous) as f:
+            old = json.load(f)
+        rerun = {(m, k, s) for m in args.methods for k in args.classes for s in args.seeds}
+        rows = [r for r in old["rows"] if (r["method"], r["cls"], r["seed"]) not in rerun]
+        info["earlier"] = [old["provenance"], *old["provenance"].get("earlier", [])]
     for seed in args.seeds:
         for k in args.classes:
             X_train, X_test, y_test = one_class_split(X, y, normal_class=k, random_state=seed)

@@ -128,6 +128,9 @@ class _ToyLoss(nn.Module):
     def adversary_loss(self, out, x):  # adversary maximises it
         return -(out[0] - out[1]).square()
 
+    def per_sample(self, out, x):  # sknovelty.engine.DetectorCriterion asks for novelty terms
+        return {"gap": (out[0] - out[1]).square().expand(len(x))}
+
 
 def test_adversarial_net_steps_both_players_from_the_same_forward_pass():
     from sknovelty.engine import BatchIterator, TensorData
