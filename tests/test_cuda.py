@@ -32,6 +32,8 @@ def test_cuda_fit_score_pickle_and_load_on_cpu(name, digits, clips, tmp_path):
     assert all(p.is_cuda for p in det.net_.module_.parameters())
     scores = det.score_samples(X_test)
     assert scores.dtype == np.float64 and np.isfinite(scores).all()
+    # exact: the same weights on the same GPU with exact_cudnn's deterministic, non-TF32
+    # kernels, so scoring again (and scoring an unpickled copy there) is the same computation
     np.testing.assert_array_equal(det.score_samples(X_test), scores)  # scoring changes nothing
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(det)).score_samples(X_test), scores)
     det.save(tmp_path / "gpu.pt")
@@ -51,4 +53,7 @@ def test_cuda_and_cpu_fits_learn_the_same_thing(digits):
     X, y = digits
     gpu = tiny_ltg(device="cuda", epochs=3).fit(X[y == 0])
     cpu = tiny_ltg(device="cpu", epochs=3).fit(X[y == 0])
+    # different kernels make the two trainings drift apart from the first step, so only the
+    # learned ranking can agree: a rank correlation, not a tolerance. Not measured on this
+    # CPU-only machine: record the value the next time a GPU runs this
     assert spearmanr(gpu.score_samples(X[:200]), cpu.score_samples(X[:200]))[0] > 0.9
