@@ -67,6 +67,7 @@ from . import io
 from ._checks import check_positive_ints
 from .engine import (BatchIterator, DetectorNet, DivergenceGuard, TensorData,
                      TrainingDivergedError, exact_cudnn)
+from .nn.layout import plain_strides
 
 __all__ = ["BaseDeepDetector", "TrainingDivergedError", "c_ordered", "check_positive_ints",
            "resolve_device", "torch_threads"]
@@ -108,11 +109,7 @@ def c_ordered(X):
     passes through here.
     """
     X = np.asarray(X, dtype=np.float32)
-    expected, step = [], X.itemsize
-    for size in reversed(X.shape):
-        expected.append(step)
-        step *= size
-    if X.strides != tuple(reversed(expected)):
+    if X.strides != tuple(X.itemsize * s for s in plain_strides(X.shape)):
         X = X.copy(order="C")
     return X
 

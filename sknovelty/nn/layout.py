@@ -5,7 +5,8 @@ import math
 import torch
 
 
-def _plain_strides(shape):
+def plain_strides(shape):
+    """Element strides of a C-ordered array of ``shape`` (size-1 axes included)."""
     strides, step = [], 1
     for size in reversed(shape):
         strides.append(step)
@@ -24,6 +25,6 @@ def channels_last(x):
     """
     if x.shape[1] > 1:
         return x.contiguous(memory_format=torch.channels_last)
-    if math.prod(x.shape) and x.stride() != _plain_strides(x.shape):
+    if math.prod(x.shape) and x.stride() != plain_strides(x.shape):
         return x.clone(memory_format=torch.contiguous_format)
     return x
