@@ -12,34 +12,27 @@ throughput, then check that the fitted model scores the same after pickling, aft
 score range on the test set. Writes ``gpu_check.md``.
 """
 
-import argparse
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
-from _common import provenance, provenance_lines, save_result  # noqa: E402
+from _common import (Stopwatch, estimator_names, make_estimator, make_parser,  # noqa: E402
+                     provenance, provenance_lines, save_result)
 
-from sknovelty import (AdversarialMaskingDetector, FlowDensityDetector,  # noqa: E402
-                       LatentAutoregressiveDetector, MaskedMultiPredictionDetector,
-                       PseudoAnomalyDetector, TwoPathFlowDetector, load)
+from sknovelty import load  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, make_moving_shapes, one_class_split  # noqa: E402
 from sknovelty.metrics import auroc  # noqa: E402
+from sknovelty.registry import ESTIMATORS  # noqa: E402
 from sknovelty.video import frames_to_clips  # noqa: E402
 
-METHODS = {
-    "LSA": LatentAutoregressiveDetector,
-    "OLED": AdversarialMaskingDetector,
-    "MMP": MaskedMultiPredictionDetector,
-    "LTG": PseudoAnomalyDetector,
-    "NF": FlowDensityDetector,
-    "ITAE": lambda **kw: TwoPathFlowDetector(width=0.125, **kw),
-}
+#: every deep estimator of the registry (ITAE at width 0.125, as in ``itae_video.py``)
+METHODS = estimator_names(deep=True)
+SETTINGS = {"ITAE": {"width": 0.125}}
 CPU_ONLY = """
 import pickle, sys, numpy as np, torch
 assert not torch.cuda.is_available()
@@ -49,7 +42,7 @@ np.save(sys.argv[3], det.score_samples(np.load(sys.argv[2])))
 
 
 def _data(name):
-    if name == "ITAE":
+    if "images" not in ESTIMATORS[name].inputs:  # a clip method
         train, test, _, _ = make_moving_shapes(n_train=4, n_test=1, n_frames=120, size=32,
                                                random_state=0)
         X_train = np.concatenate([frames_to_clips(v, 16, stride=4)[0] for v in train])
@@ -58,23 +51,17 @@ def _data(name):
     return one_class_split(X, y, 0, random_state=0)
 
 
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def check(name, device, epochs, tmp):
     X_train, X_test, y_test = _data(name)
-    det = METHODS[name](random_state=0, device=device, **({"epochs": epochs} if epochs else {}))
-    start = time.perf_counter()
-    det.fit(X_train)
-    _sync(device)
-    fit_s = time.perf_counter() - start
+    det = make_estimator(name, random_state=0, device=device, epochs=epochs,
+                         **SETTINGS.get(name, {}))
+    with Stopwatch(device) as fit:
+        det.fit(X_train)
+    fit_s = fit.seconds
     det.score_samples(X_test[:8])  # warm-up
-    start = time.perf_counter()
-    scores = det.score_samples(X_test)
-    _sync(device)
-    rate = len(X_test) / (time.perf_counter() - start)
+    with Stopwatch(device) as scoring:
+        scores = det.score_samples(X_test)
+    rate = len(X_test) / scoring.seconds
     scale = float(np.ptp(scores)) or 1.0
     row = dict(method=name, device=det.device_, fit_s=fit_s, epochs=det.epochs, per_s=rate,
                n_train=len(X_train), auroc=auroc(y_test, scores) if y_test is not None else None,
@@ -104,12 +91,8 @@ def check(name, device, epochs, tmp):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--device", default="cuda")
+    parser = make_parser(__doc__, methods=METHODS, device="cuda", epochs=True)
     parser.add_argument("--with-cpu", action="store_true", help="also fit each method on the CPU")
-    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("no CUDA device here; use --device cpu for a smoke run")

@@ -12,15 +12,13 @@ scores over time for one test video).
     python benchmarks/itae_video.py --seeds 0 --epochs 1 --flow-epochs 1   # smoke run
 """
 
-import argparse
 import os
-import time
 
 import numpy as np
 
-from _common import provenance, provenance_lines, save_result, seed_row  # noqa: E402
+from _common import (Stopwatch, make_estimator, make_parser, provenance,  # noqa: E402
+                     provenance_lines, save_result, seed_row)
 
-from sknovelty import FlowDensityDetector, TwoPathFlowDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402
 from sknovelty.video import (frame_auroc, frame_eer, frames_to_clips, minmax_per_video,  # noqa: E402
                              video_frame_scores)
@@ -62,22 +60,21 @@ def run(args):
     rows, keep = [], {}
     for seed in args.seeds:
         for name, params in ROWS.items():
-            det = TwoPathFlowDetector(width=args.width, random_state=seed, device=args.device,
-                                      **({"epochs": args.epochs} if args.epochs else {}),
-                                      **({"flow_epochs": args.flow_epochs} if args.flow_epochs else {}),
-                                      **params)
-            start = time.perf_counter()
-            det.fit(X)
-            fit_s = time.perf_counter() - start
+            det = make_estimator("ITAE", random_state=seed, device=args.device, epochs=args.epochs,
+                                 width=args.width, **params,
+                                 **({"flow_epochs": args.flow_epochs} if args.flow_epochs else {}))
+            with Stopwatch(args.device) as fit:
+                det.fit(X)
+            fit_s = fit.seconds
             rec, nll = _frame_terms(det, test)
             scores = _paper_scores(rec, nll, det.lambda_l)
             sweep = {} if nll is None else {
                 str(lam): frame_auroc(_paper_scores(rec, nll, lam), labels, normalize=False)
                 for lam in (*LAMBDAS, np.inf)}
             test_clips = np.concatenate([frames_to_clips(v, T, 2)[0] for v in test])
-            start = time.perf_counter()
-            det.score_components(test_clips)
-            clips_per_s = len(test_clips) / (time.perf_counter() - start)
+            with Stopwatch(args.device) as scoring:
+                det.score_components(test_clips)
+            clips_per_s = len(test_clips) / scoring.seconds
             rows.append(dict(row=name, seed=seed, fit_s=fit_s, clips_per_s=clips_per_s,
                              auroc=frame_auroc(scores, labels, normalize=False),
                              eer=frame_eer(scores, labels, normalize=False),
@@ -85,14 +82,14 @@ def run(args):
             report(rows[-1])
             if seed == args.seeds[0]:
                 keep[name] = scores
-        det = FlowDensityDetector(random_state=seed, device=args.device,
-                                  **({"epochs": args.flow_epochs} if args.flow_epochs else {}))
-        start = time.perf_counter()
-        det.fit(frames)
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        scores = [det.score_samples(v[:, None]) for v in test]
-        per_s = sum(len(v) for v in test) / (time.perf_counter() - start)
+        det = make_estimator("Flow", random_state=seed, device=args.device,
+                             epochs=args.flow_epochs)
+        with Stopwatch(args.device) as fit:
+            det.fit(frames)
+        fit_s = fit.seconds
+        with Stopwatch(args.device) as scoring:
+            scores = [det.score_samples(v[:, None]) for v in test]
+        per_s = sum(len(v) for v in test) / scoring.seconds
         rows.append(dict(row="NF on frames", seed=seed, fit_s=fit_s, clips_per_s=per_s,
                          auroc=frame_auroc(scores, labels), eer=frame_eer(scores, labels),
                          auroc_videonorm=frame_auroc(scores, labels)))
@@ -144,9 +141,9 @@ def write(args, rows, shape):
     for name in names:
         lines.append(seed_row(name, [r for r in rows if r["row"] == name],
                               ("auroc", "eer", "auroc_videonorm")))
-    lines += ["", f"lambda_L sweep (frame AUROC, mean over seeds; same fits, only the weight of the "
-              f"normalised NLL in eq. 14 changes; lambda_L = 0 is the reconstruction term alone, "
-              f"'flows only' drops it; the estimator's default is 0.5):", "",
+    lines += ["", "lambda_L sweep (frame AUROC, mean over seeds; same fits, only the weight of the "
+              "normalised NLL in eq. 14 changes; lambda_L = 0 is the reconstruction term alone, "
+              "'flows only' drops it; the estimator's default is 0.5):", "",
               "| model | " + " | ".join(f"lambda_L {lam:g}" for lam in LAMBDAS) + " | flows only |",
               "|---" * (len(LAMBDAS) + 2) + "|"]
     for name in (n for n in ROWS if ROWS[n]["flows"]):
@@ -157,8 +154,7 @@ def write(args, rows, shape):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = make_parser(__doc__, seeds=[0, 1, 2])
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None,
                         help="autoencoder epochs (default: the estimator's, 20)")
@@ -166,8 +162,6 @@ def main(argv=None):
                         help="flow epochs, and the epochs of NF on frames (default: the "
                         "estimators', 10 and 30)")
     parser.add_argument("--width", type=float, default=0.125)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     rows, keep, labels, events, shape = run(args)

@@ -5,12 +5,12 @@
 Used to choose LSA's defaults; each line: setting, mean AUROC of NS / REC / LLK over classes.
 """
 
-import argparse
 import time
 
 import numpy as np
 
-from sknovelty import LatentAutoregressiveDetector
+from _common import make_estimator, make_parser  # noqa: E402
+
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
@@ -27,10 +27,8 @@ SETTINGS = [
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--device", default="auto")
+    p = make_parser(__doc__, classes=range(10))  # prints only: --out is not used
     p.add_argument("--budget", type=float, default=400, help="seconds; stops starting new settings")
-    p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     args = p.parse_args()
     X, y = load_mnist_5k()
     splits = {k: one_class_split(X, y, k, random_state=0) for k in args.classes}
@@ -41,7 +39,7 @@ def main():
         res = []
         start = time.time()
         for k, (X_train, X_test, y_test) in splits.items():
-            det = LatentAutoregressiveDetector(random_state=0, device=args.device, **setting).fit(X_train)
+            det = make_estimator("LSA", random_state=0, device=args.device, **setting).fit(X_train)
             terms = det.score_components(X_test)
             res.append((auroc(y_test, det.score_samples(X_test)), auroc(y_test, -terms["rec"]),
                         auroc(y_test, -terms["llk"])))

@@ -12,15 +12,13 @@ the plain clip reconstruction error, averaged over the clips containing a frame)
     python benchmarks/ltg_video.py --seeds 0 --epochs 2   # smoke run
 """
 
-import argparse
 import os
-import time
 
 import numpy as np
 
-from _common import provenance, provenance_lines, save_result, seed_row  # noqa: E402
+from _common import (Stopwatch, make_estimator, make_parser, provenance,  # noqa: E402
+                     provenance_lines, save_result, seed_row)
 
-from sknovelty import PseudoAnomalyDetector  # noqa: E402
 from sknovelty.datasets import make_moving_shapes  # noqa: E402
 from sknovelty.video import frame_auroc, frame_eer, frames_to_clips, video_frame_scores  # noqa: E402
 
@@ -41,18 +39,17 @@ def run(args):
     rows, keep = [], {}
     for seed in args.seeds:
         for name, params in VARIANTS.items():
-            det = PseudoAnomalyDetector(lam=0.1, width=args.width, batch_size=16,
-                                        learning_rate=args.lr, random_state=seed,
-                                        device=args.device,
-                                        **({"epochs": args.epochs} if args.epochs else {}), **params)
-            start = time.perf_counter()
-            det.fit(X)
-            fit_s = time.perf_counter() - start
-            start = time.perf_counter()
-            psnr = video_frame_scores(lambda c: det.score_components(c)["psnr"], test, T, 1,
-                                      frame_offset=det.score_frame)
+            det = make_estimator("LTG", random_state=seed, device=args.device, epochs=args.epochs,
+                                 lam=0.1, width=args.width, batch_size=16,
+                                 learning_rate=args.lr, **params)
+            with Stopwatch(args.device) as fit:
+                det.fit(X)
+            fit_s = fit.seconds
+            with Stopwatch(args.device) as scoring:
+                psnr = video_frame_scores(lambda c: det.score_components(c)["psnr"], test, T, 1,
+                                          frame_offset=det.score_frame)
             n_clips = sum(len(v) - T + 1 for v in test)
-            clips_per_s = n_clips / (time.perf_counter() - start)
+            clips_per_s = n_clips / scoring.seconds
             # the whole clip's error (score_samples now scores frame score_frame alone)
             rec = video_frame_scores(lambda c: -det.score_components(c)["rec"], test, T, 1)
             rows.append(dict(variant=name, seed=seed, fit_s=fit_s, clips_per_s=clips_per_s,
@@ -122,14 +119,10 @@ def write(args, rows, shape):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = make_parser(__doc__, seeds=[0, 1, 2], epochs=True)
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     rows, keep, test, labels, events, shape = run(args)

@@ -20,16 +20,14 @@ seed, train on one class). Writes ``mmp.md`` and ``mmp.json`` (and the roads plo
     python benchmarks/mmp.py --parts table1 table2 --epochs 20 --learning-rate 1e-3  # as recorded
 """
 
-import argparse
 import json
 import os
-import time
 
 import numpy as np
 
-from _common import provenance, provenance_lines, save_result  # noqa: E402
+from _common import (Stopwatch, make_estimator, make_parser, provenance,  # noqa: E402
+                     provenance_lines, save_result)
 
-from sknovelty import MaskedMultiPredictionDetector  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, make_roads, one_class_split  # noqa: E402
 from sknovelty.metrics import auroc  # noqa: E402
 
@@ -57,12 +55,11 @@ def roads(args):
     for m in args.roads:
         X, y = make_roads(n_roads=m, n_normal=1000, n_anomalies=2000, random_state=args.seed)
         common = dict(hidden_features=[False, False, True, True], channels=(32, 32), state_dim=16,
-                      state_layers=2, epochs=100, batch_size=64, learning_rate=1e-3,
-                      random_state=args.seed,
-                      device=args.device)
+                      state_layers=2, epochs=100, batch_size=64, learning_rate=1e-3)
         for label, n, loss in ((f"MMP n={m}, L_NN + 0.1 L_NP", m, "nn_np"),
                                (f"MMP n={m}, L_NN", m, "nn"), ("single prediction", 1, "nn")):
-            det = MaskedMultiPredictionDetector(n_predictions=n, loss=loss, **common)
+            det = make_estimator("MMP", random_state=args.seed, device=args.device,
+                                 n_predictions=n, loss=loss, **common)
             det.fit(X[y == 1])
             score = auroc(y, det.score_samples(X))
             rows.append(dict(roads=m, model=label, auroc=score,
@@ -112,17 +109,15 @@ def one_class_runs(args, configs):
     for k in args.classes:
         X_train, X_test, y_test = one_class_split(X, y, k, test_size=0.2, random_state=args.seed)
         for name, params in configs:
-            det = MaskedMultiPredictionDetector(random_state=args.seed, device=args.device,
-                                                **({"epochs": args.epochs} if args.epochs else {}),
-                                                **({"learning_rate": args.learning_rate}
-                                                   if args.learning_rate else {}),
-                                                **params)
-            start = time.perf_counter()
-            det.fit(X_train)
-            fit_s = time.perf_counter() - start
-            start = time.perf_counter()
-            comps = det.score_components(X_test)
-            per_s = len(X_test) / (time.perf_counter() - start)
+            det = make_estimator("MMP", random_state=args.seed, device=args.device,
+                                 epochs=args.epochs, **({"learning_rate": args.learning_rate}
+                                                        if args.learning_rate else {}), **params)
+            with Stopwatch(args.device) as fit:
+                det.fit(X_train)
+            fit_s = fit.seconds
+            with Stopwatch(args.device) as scoring:
+                comps = det.score_components(X_test)
+            per_s = len(X_test) / scoring.seconds
             mean, std = det.normalization_["nn"]
             score = -(comps["nn"] - mean) / std
             rows.append(dict(config=name, cls=int(k), auroc=auroc(y_test, score),
@@ -197,16 +192,12 @@ def write(args, results, infos):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__, classes=range(10), epochs=True)
     parser.add_argument("--parts", nargs="+", default=["roads", "table1", "table2"],
                         choices=["roads", "table1", "table2"])
     parser.add_argument("--roads", type=int, nargs="+", default=[2, 3, 5])
-    parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--rewrite", action="store_true",
                         help="fit nothing: rebuild mmp.md from mmp.json")
     args = parser.parse_args(argv)

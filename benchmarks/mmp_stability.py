@@ -15,7 +15,6 @@ cut short keeps what it did (``--time-limit`` stops the fits still running); ``-
 builds the table from that file.
 """
 
-import argparse
 import json
 import os
 import time
@@ -24,7 +23,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from _common import provenance, provenance_lines  # noqa: E402
+from _common import Stopwatch, make_estimator, make_parser, provenance, provenance_lines  # noqa: E402
 
 # name -> MaskedMultiPredictionDetector keywords (everything else at its default)
 CONFIGS = {
@@ -49,22 +48,21 @@ def fit_one(config, seed, cls, device, smoke):
     import torch
 
     torch.set_num_threads(1)
-    from sknovelty import MaskedMultiPredictionDetector, TrainingDivergedError
+    from sknovelty import TrainingDivergedError
     from sknovelty.datasets import load_mnist_5k, one_class_split
     from sknovelty.metrics import auroc
 
     X, y = load_mnist_5k()
     X_train, X_test, y_test = one_class_split(X, y, cls, test_size=0.2, random_state=seed)
     params = {**CONFIGS[config], **({"epochs": 1} if smoke else {})}
-    det = MaskedMultiPredictionDetector(random_state=seed, device=device, **params)
+    det = make_estimator("MMP", random_state=seed, device=device, **params)
     row = dict(config=config, seed=seed, cls=cls, device=device, **params)
-    start = time.perf_counter()
     try:
-        det.fit(X_train)
+        with Stopwatch(device) as fit:
+            det.fit(X_train)
     except TrainingDivergedError as err:
-        return {**row, "collapsed": True, "error": str(err)[:200],
-                "fit_s": time.perf_counter() - start}
-    fit_s = time.perf_counter() - start
+        return {**row, "collapsed": True, "error": str(err)[:200], "fit_s": fit.seconds}
+    fit_s = fit.seconds
     h = det.net_.history
     return {**row, "collapsed": False, "fit_s": fit_s, "auroc": auroc(y_test, det.score_samples(X_test)),
             "train_loss": float(h[-1, "train_loss"]),
@@ -122,16 +120,12 @@ def table(rows, prov, planned, time_limit_reached=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__, seeds=[0, 1, 2], classes=range(10), device="cpu")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--classes", nargs="+", type=int, default=list(range(10)))
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=None,
                         help="seconds; stop waiting for fits after this and write what finished")
     parser.add_argument("--smoke", action="store_true", help="1 epoch, classes 0-1")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--rewrite", default=None, help="a .jsonl of an earlier run: table only")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)

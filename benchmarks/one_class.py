@@ -21,28 +21,24 @@ JSON, so that a slow method can be (re)run alone and land in the same table.
     python benchmarks/one_class.py --seeds 0 --classes 0 1 --epochs 2   # smoke run
 """
 
-import argparse
 import json
 import os
-import time
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from sknovelty import (AdversarialMaskingDetector, AutoencoderDetector, ContextAutoencoderDetector,
-                       LatentAutoregressiveDetector, MaskedMultiPredictionDetector,
-                       PseudoAnomalyDetector, TrainingDivergedError, WhitenedKDE,
-                       WhitenedOneClassSVM)
+from sknovelty import TrainingDivergedError
 from sknovelty.oled import MaskDrift
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
-from _common import provenance  # noqa: E402
+from _common import Stopwatch, make_estimator, make_parser, provenance  # noqa: E402
 
 FPR_GRID = np.linspace(0, 1, 101)
 DEFAULT_METHODS = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED"]
 LTG_VARIANTS = ["LTG", "LTG gauss 0.1", "LTG gauss 0.5", "LTG gauss 1", "LTG none"]
 MMP_VARIANTS = ["MMP", "MMP lr 1e-3 60 ep", "MMP lr 3e-4 60 ep", "MMP mask 0%", "MMP mask 50%"]
+#: names of ``_common.make_estimator``: registry names, variants, peers
 ALL_METHODS = [*DEFAULT_METHODS, "OLED sigmoid", "CAE", *MMP_VARIANTS, *LTG_VARIANTS]
 OLED_SCORES = ("avg", "rec", "mask", "cont")
 #: result columns in table order (a method adds its sub-scores)
@@ -51,79 +47,31 @@ COLUMNS = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
            *MMP_VARIANTS, *LTG_VARIANTS]
 
 
-class PyODAutoEncoder:
-    """PyOD's AutoEncoder on flat pixels, sign flipped to 'higher = more normal'."""
-
-    def __init__(self, seed, device):
-        from pyod.models.auto_encoder import AutoEncoder
-
-        self.model = AutoEncoder(random_state=seed, verbose=0,
-                                 device=None if device == "auto" else device)
-
-    def fit(self, X):
-        self.model.fit(X.reshape(len(X), -1))
-        return self
-
-    def score_samples(self, X):
-        return -self.model.decision_function(X.reshape(len(X), -1))
-
-
-def make_methods(args, seed):
-    deep = dict(random_state=seed, device=args.device)
-    if args.epochs:
-        deep["epochs"] = args.epochs
-    return {
-        "LSA": lambda: LatentAutoregressiveDetector(**deep),
-        "AE": lambda: AutoencoderDetector(**deep),
-        "OC-SVM": lambda: WhitenedOneClassSVM(),
-        "KDE": lambda: WhitenedKDE(),
-        "PyOD AE": lambda: PyODAutoEncoder(seed, args.device),
-        "OLED": lambda: AdversarialMaskingDetector(**deep),
-        "OLED sigmoid": lambda: AdversarialMaskingDetector(threshold="sigmoid", **deep),
-        "CAE": lambda: ContextAutoencoderDetector(**deep),
-        "MMP": lambda: MaskedMultiPredictionDetector(**deep),
-        # the defaults before issue 5's fix, and the learning rate alone lowered
-        "MMP lr 1e-3 60 ep": lambda: MaskedMultiPredictionDetector(
-            **{**deep, "learning_rate": 1e-3, "epochs": 60}),
-        "MMP lr 3e-4 60 ep": lambda: MaskedMultiPredictionDetector(
-            **{**deep, "learning_rate": 3e-4, "epochs": 60}),
-        # MMP's table 2 (masked share) at the estimator's defaults (default share: 75%)
-        "MMP mask 0%": lambda: MaskedMultiPredictionDetector(mask_ratio=0.0, **deep),
-        "MMP mask 50%": lambda: MaskedMultiPredictionDetector(mask_ratio=0.5, **deep),
-        "LTG": lambda: PseudoAnomalyDetector(noise="learned", **deep),
-        "LTG gauss 0.1": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=0.1, **deep),
-        "LTG gauss 0.5": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=0.5, **deep),
-        "LTG gauss 1": lambda: PseudoAnomalyDetector(noise="gaussian", sigma=1.0, **deep),
-        "LTG none": lambda: PseudoAnomalyDetector(noise="none", **deep),
-    }
-
-
 def run(args):
     X, y = load_mnist_5k()
     rows, rocs = [], {}
     for seed in args.seeds:
         for k in args.classes:
             X_train, X_test, y_test = one_class_split(X, y, k, test_size=0.2, random_state=seed)
-            for name, factory in make_methods(args, seed).items():
-                if name not in args.methods:
-                    continue
-                model = factory()
+            for name in args.methods:
+                model = make_estimator(name, random_state=seed, device=args.device,
+                                       epochs=args.epochs)
                 oled = name.startswith("OLED")
                 if oled:  # measure how far the mask module moves from its initial masks
                     model.set_params(callbacks=[MaskDrift(X_train[:256])])
-                start = time.perf_counter()
                 try:
-                    model.fit(X_train)
+                    with Stopwatch(args.device) as fit:
+                        model.fit(X_train)
                 except TrainingDivergedError as err:  # recorded, not hidden: AUROC nan
                     print(f"seed {seed} class {k} {name}: {err}", flush=True)
                     rows.append(dict(method=name, seed=seed, cls=int(k), auroc=float("nan"),
-                                     fit_s=time.perf_counter() - start, images_per_s=float("nan"),
+                                     fit_s=fit.seconds, images_per_s=float("nan"),
                                      failed=str(err)))
                     continue
-                fit_s = time.perf_counter() - start
-                start = time.perf_counter()
-                scores = model.score_samples(X_test)
-                per_s = len(X_test) / (time.perf_counter() - start)
+                fit_s = fit.seconds
+                with Stopwatch(args.device) as scoring:
+                    scores = model.score_samples(X_test)
+                per_s = len(X_test) / scoring.seconds
                 results = {name: scores}
                 extra = {}
                 if name == "LSA":
@@ -384,20 +332,14 @@ def merge_runs(old, rows, rocs, run_):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=ALL_METHODS)
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="override the deep models' epochs (default: their own defaults)")
-    parser.add_argument("--device", default="auto")
+    parser = make_parser(__doc__, seeds=[0, 1, 2], classes=range(10), methods=DEFAULT_METHODS,
+                         method_choices=ALL_METHODS, epochs=True)
     parser.add_argument("--figure-class", type=int, default=8,
                         help="class whose OLED masks are drawn (first seed)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of other methods from the existing JSON")
     parser.add_argument("--rewrite", action="store_true",
                         help="fit nothing: rewrite the .md and .png from the existing JSON")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, "one_class_mnist")

@@ -14,30 +14,24 @@ Nothing here is tuned: defaults as shipped, seeds and classes given on the comma
     python benchmarks/threads.py --methods OLED CAE --merge   # add rows to the existing file
 """
 
-import argparse
 import json
 import os
-import time
 
 import numpy as np
 
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
-from _common import provenance, provenance_lines, save_result  # noqa: E402
+from _common import (estimator_names, fit_and_score, make_estimator, make_parser,  # noqa: E402
+                     provenance, provenance_lines, save_result)
 
-from sknovelty.registry import ESTIMATORS
-
-#: the deep estimators that take images, from the library's registry
-METHODS = {name: entry.cls for name, entry in ESTIMATORS.items()
-           if entry.deep and "images" in entry.inputs}
+#: the deep estimators of the library's registry that take images (variants on request)
+METHODS = estimator_names(deep=True, inputs="images")
 
 
-def run_one(cls, n_jobs, seed, X_train, X_test, y_test):
-    start = time.perf_counter()
-    det = cls(random_state=seed, device="cpu", n_jobs=n_jobs).fit(X_train)
-    fit_s = time.perf_counter() - start
-    scores = det.score_samples(X_test)
+def run_one(name, n_jobs, seed, X_train, X_test, y_test):
+    det = make_estimator(name, random_state=seed, device="cpu", n_jobs=n_jobs)
+    scores, fit_s, _ = fit_and_score(det, X_train, X_test)
     return scores, auroc(y_test, scores), fit_s
 
 
@@ -61,11 +55,8 @@ def write(args, info, rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--classes", nargs="+", type=int, default=[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser = make_parser(__doc__, seeds=[0], classes=[0], methods=METHODS, device=None,
+                         method_choices=estimator_names(deep=True, inputs="images", variants=True))
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of the existing result file that are not rerun")
     args = parser.parse_args(argv)
@@ -83,8 +74,8 @@ def main(argv=None):
         for k in args.classes:
             X_train, X_test, y_test = one_class_split(X, y, normal_class=k, random_state=seed)
             for name in args.methods:
-                s1, a1, t1 = run_one(METHODS[name], 1, seed, X_train, X_test, y_test)
-                s2, a2, t2 = run_one(METHODS[name], 2, seed, X_train, X_test, y_test)
+                s1, a1, t1 = run_one(name, 1, seed, X_train, X_test, y_test)
+                s2, a2, t2 = run_one(name, 2, seed, X_train, X_test, y_test)
                 row = dict(method=name, cls=k, seed=seed, auroc_1=a1, auroc_2=a2,
                            diff=a2 - a1, max_score_diff=float(np.abs(s1 - s2).max() / np.ptp(s1)),
                            fit_s_1=t1, fit_s_2=t2)

@@ -183,8 +183,9 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         Interpret flat rows ``(n, C*H*W)`` as images, so images pass through scikit-learn
         pipelines as 2-D arrays.
     callbacks : list of skorch callbacks or None
-        Extra skorch callbacks (e.g. ``EarlyStopping``, ``LRScheduler``, ``ProgressBar``),
-        copied at every fit.
+        Extra skorch callbacks (e.g. ``EarlyStopping``, ``ProgressBar``,
+        :class:`~sknovelty.engine.EveryOptimizerLRScheduler`: skorch's ``LRScheduler`` for
+        every player and stage), copied at every fit.
     n_jobs : int or None
         Number of torch intra-op (CPU) threads during ``fit`` and scoring; the caller's
         setting is restored afterwards. ``None`` uses torch's current setting, ``-1`` all

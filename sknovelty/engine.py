@@ -13,6 +13,8 @@ The two multi-optimizer nets extend skorch where its documentation says to: each
 every player's gradients in ``train_step_single`` and steps the optimizers that play in
 ``_step_optimizer``. skorch's ``train_step`` stays in charge, so ``on_grad_computed``
 callbacks (e.g. ``GradientNormClipping``) see every player's and every stage's gradients.
+skorch's ``LRScheduler`` schedules ``optimizer_`` alone; :class:`EveryOptimizerLRScheduler`
+schedules every optimizer of a net, each in the epochs (or batches) where it steps.
 
 What a method's networks must provide is written down as Protocols below.
 """
@@ -22,11 +24,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, PassthroughScoring
+from skorch.callbacks import Callback, LRScheduler, PassthroughScoring
 from skorch.utils import to_tensor
 
 __all__ = ["AdversarialCriterion", "AdversarialModule", "AdversarialNet", "BatchIterator",
-           "DetectorCriterion", "DetectorNet", "DivergenceGuard", "TensorData",
+           "DetectorCriterion", "DetectorNet", "DivergenceGuard", "EveryOptimizerLRScheduler",
+           "TensorData",
            "TrainingDivergedError", "TwoStageModule", "TwoStageNet", "batch_bounds",
            "exact_cudnn"]
 
@@ -307,3 +310,62 @@ class TwoStageNet(_SeveralOptimizersNet):
     def validation_step(self, batch, **fit_params):
         self._enter_stage()
         return super().validation_step(batch, **fit_params)
+
+
+# ---------------------------------------------------------------------------- callbacks
+class EveryOptimizerLRScheduler(LRScheduler):
+    """skorch's ``LRScheduler`` for every optimizer of a net: every player, every stage.
+
+    Same parameters as ``skorch.callbacks.LRScheduler`` (``policy``, ``monitor``,
+    ``step_every``, the policy's own keywords); one scheduler of the policy is made for each
+    optimizer the net registered (``optimizer_``, ``adversary_optimizer_``,
+    ``second_optimizer_``). A scheduler steps only after an epoch (or batch) in which its
+    optimizer stepped: an adversary updated every k-th epoch decays k times slower in epochs,
+    and ITAE's second stage starts at its own initial rate. The main optimizer's rate is
+    recorded as ``event_lr`` (as skorch does); the others as ``event_lr_<name>``.
+
+    Examples
+    --------
+    >>> from sknovelty import AdversarialMaskingDetector
+    >>> from sknovelty.engine import EveryOptimizerLRScheduler
+    >>> det = AdversarialMaskingDetector(callbacks=[
+    ...     EveryOptimizerLRScheduler(policy="StepLR", step_size=10, gamma=0.5)])
+    """
+
+    def _get_scheduler(self, net, policy, **scheduler_kwargs):
+        # every optimizer's scheduler starts at the same point of the history as skorch's
+        make = super()._get_scheduler
+        self.lr_schedulers_ = {}
+        for name in net._optimizers:
+            optimizer = getattr(net, name + "_")
+            self.lr_schedulers_[name] = make(_OptimizerView(net, optimizer), policy,
+                                             **scheduler_kwargs)
+        return self.lr_schedulers_["optimizer"]
+
+    def _playing(self, net):
+        players = getattr(net, "_players", None)
+        return players() if players is not None else ["optimizer"]
+
+    def _step(self, net, lr_scheduler, score=None):
+        # called by skorch with the main scheduler; step those whose optimizer stepped
+        for name in self._playing(net):
+            if name in self.lr_schedulers_:
+                super()._step(net, self.lr_schedulers_[name], score=score)
+
+    def _record_last_lr(self, net, kind):
+        super()._record_last_lr(net, kind)
+        if self.event_name is None:
+            return
+        for name, scheduler in self.lr_schedulers_.items():
+            if name != "optimizer":
+                lr = scheduler.optimizer.param_groups[0]["lr"]
+                record = net.history.record if kind == "epoch" else net.history.record_batch
+                record(f"{self.event_name}_{name}", lr)
+
+
+class _OptimizerView:
+    """What skorch's ``LRScheduler._get_scheduler`` reads of a net (its history and
+    ``optimizer_``), with ``optimizer_`` replaced by another of the net's optimizers."""
+
+    def __init__(self, net, optimizer):
+        self.history, self.optimizer_ = net.history, optimizer

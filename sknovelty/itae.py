@@ -436,7 +436,9 @@ class TwoPathFlowDetector(BaseDeepDetector):
     dimension: an ``EarlyStopping`` callback should not watch it across the switch. Training
     runs in :class:`~sknovelty.engine.TwoStageNet`: stage 1 steps ``optimizer_``, stage 2
     ``second_optimizer_``; ``on_grad_computed`` callbacks (e.g. gradient clipping) see the
-    gradients of both stages, while skorch's ``LRScheduler`` schedules ``optimizer_`` only.
+    gradients of both stages; skorch's ``LRScheduler`` schedules ``optimizer_`` only,
+    :class:`~sknovelty.engine.EveryOptimizerLRScheduler` each stage's optimizer in its own
+    epochs.
 
     Examples
     --------

@@ -3,9 +3,9 @@ nets check the contract of the modules they train."""
 
 import pytest
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
 
-from sknovelty.engine import AdversarialNet, DetectorNet, TwoStageNet
+from sknovelty.engine import AdversarialNet, DetectorNet, EveryOptimizerLRScheduler, TwoStageNet
 from sknovelty.registry import ESTIMATORS
 
 
@@ -52,6 +52,36 @@ def test_two_stage_net_reports_each_stage(clips):
     assert isinstance(det.net_, TwoStageNet)
     assert seen[1] == seen[2] == {"encoder", "decoder"}
     assert seen[3] == seen[4] == {"flow_static", "flow_dynamic"}
+
+
+def _halving():
+    return EveryOptimizerLRScheduler(policy="StepLR", step_size=1, gamma=0.5)
+
+
+def _lr(optimizer):
+    return optimizer.param_groups[0]["lr"]
+
+
+def test_every_optimizer_is_scheduled_in_the_epochs_it_steps(digits, clips):
+    # halving per epoch played; ==: powers of two times the initial rate are exact in floats
+    X, y = digits
+    det = ESTIMATORS["OLED"].tiny(epochs=3, mask_update_period=2, callbacks=[_halving()])
+    net = det.fit(X[y == 0][:40]).net_
+    assert _lr(net.optimizer_) == det.learning_rate / 8  # reconstructor: epochs 1, 2, 3
+    assert _lr(net.adversary_optimizer_) == det.learning_rate / 4  # masker: epochs 1 and 3
+    # the rate each epoch ran with, as skorch's event_lr records it
+    assert net.history[:, "event_lr"] == [det.learning_rate / k for k in (1, 2, 4)]
+    assert net.history[:, "event_lr_adversary_optimizer"] == [det.learning_rate / k
+                                                             for k in (1, 2, 2)]
+    det = ESTIMATORS["ITAE"].tiny(epochs=2, flow_epochs=2, flow_learning_rate=2.0 ** -10,
+                                  callbacks=[_halving()])
+    net = det.fit(clips).net_
+    assert _lr(net.optimizer_) == det.learning_rate / 4  # stage 1: epochs 1-2
+    assert _lr(net.second_optimizer_) == 2.0 ** -12  # stage 2 starts at its own rate: epochs 3-4
+    # skorch's own scheduler, for comparison, decays the first optimizer alone and every epoch
+    det.set_params(callbacks=[LRScheduler(policy="StepLR", step_size=1, gamma=0.5)]).fit(clips)
+    assert _lr(det.net_.optimizer_) == det.learning_rate / 16
+    assert _lr(det.net_.second_optimizer_) == 2.0 ** -10
 
 
 def test_nets_reject_modules_that_break_the_contract():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sknovelty import FlowDensityDetector, load
+from sknovelty import load
 from sknovelty.metrics import auroc
 from sknovelty.nn.flows import (ActNorm, AffineCoupling, FlowStep, Glow, InvertibleConv1x1,
                                 squeeze, unsqueeze)

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback
 
-from sknovelty import TwoPathFlowDetector, load
+from sknovelty import load
 from sknovelty.itae import ITAEDecoder, TwoPathEncoder, gradient_loss, ms_ssim
 
 from .conftest import tiny_itae

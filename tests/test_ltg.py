@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from sknovelty import PseudoAnomalyDetector, load
-from sknovelty.ltg import (ImageAutoencoder, LTGLoss, LTGModule, LTGOutput, VideoAutoencoder,
-                           build_networks)
+from sknovelty.ltg import (ImageAutoencoder, LTGLoss, LTGModule, LTGOutput, build_networks)
 from sknovelty.metrics import auroc
 
 from .conftest import tiny_ltg

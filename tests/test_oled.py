@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.model_selection import GridSearchCV
 from torch import nn
 
-from sknovelty import AdversarialMaskingDetector, ContextAutoencoderDetector, load
+from sknovelty import AdversarialMaskingDetector, load
 from sknovelty.engine import AdversarialNet
 from sknovelty.metrics import auroc
 from sknovelty.oled import (MaskDrift, MaskedOutput, MaskedReconstructionModule, MaskModule,

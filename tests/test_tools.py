@@ -77,6 +77,52 @@ def test_benchmark_script_writes_table_and_plot(tmp_path):
     assert "OLED mask" in (tmp_path / "one_class_mnist.md").read_text()
 
 
+@pytest.fixture(scope="module")
+def bench():
+    """``benchmarks/_common.py``, imported as the scripts import it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return _common
+
+
+def test_benchmarks_build_every_estimator_from_the_registry(bench):
+    from sknovelty.registry import ESTIMATORS
+
+    names = bench.estimator_names(variants=True)
+    assert set(ESTIMATORS) <= set(names) and set(bench.VARIANTS) <= set(names)
+    for name in names:
+        model = bench.make_estimator(name, random_state=3, device="cpu", epochs=1)
+        base, variant = bench.VARIANTS.get(name, (name, {}))
+        assert type(model) is ESTIMATORS[base].cls
+        params = model.get_params()
+        for key, value in variant.items():  # a variant's own settings win over epochs
+            assert params[key] == value, (name, key)
+        if ESTIMATORS[base].deep:
+            assert params["random_state"] == 3 and params["device"] == "cpu"
+            assert params["epochs"] == variant.get("epochs", 1)
+    assert bench.make_estimator("LSA", latent_dim=7).latent_dim == 7
+    assert bench.estimator_names(deep=False) == ["OC-SVM", "KDE"]
+    assert "ITAE" not in bench.estimator_names(inputs="images")
+
+
+def test_benchmarks_share_their_flags(bench):
+    parser = bench.make_parser("Title line.\n\nmore", seeds=[0, 1], classes=range(3),
+                               methods=["LSA"], method_choices=["LSA", "AE"], epochs=True)
+    args = parser.parse_args(["--methods", "AE", "--epochs", "2"])
+    assert (args.seeds, args.classes, args.methods, args.epochs) == ([0, 1], [0, 1, 2], ["AE"], 2)
+    assert args.device == "auto" and args.out == bench.RESULTS and parser.description == "Title line."
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--methods", "KDE"])
+    bare = bench.make_parser("x", device=None).parse_args([])
+    assert vars(bare) == {"out": bench.RESULTS}
+    with bench.Stopwatch("cpu") as watch:
+        sum(range(1000))
+    assert 0 <= watch.seconds < 60
+
+
 def test_whitened_baselines_train_on_normal_rows_when_labelled():
     from sknovelty import WhitenedKDE, WhitenedOneClassSVM
 
