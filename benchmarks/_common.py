@@ -200,6 +200,7 @@ def seed_row(label, rows, metrics, rate="clips_per_s"):
 
 def save_result(out, stem, lines, payload):
     """Write ``stem.md`` (the lines) and ``stem.json`` (the payload) to ``out``; print the table."""
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, stem + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(out, stem + ".json"), "w") as f:

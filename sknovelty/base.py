@@ -49,6 +49,7 @@ Detectors register themselves by class name when defined (``__init_subclass__``)
 
 import contextlib
 import copy
+import functools
 import math
 import numbers
 import os
@@ -58,8 +59,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (_num_samples, check_consistent_length, check_is_fitted,
+                                      column_or_1d, validate_data)
 from skorch.helper import predefined_split
 from skorch.history import History
 
@@ -69,8 +71,8 @@ from .engine import (BatchIterator, DetectorNet, DivergenceGuard, TensorData,
                      TrainingDivergedError, exact_cudnn)
 from .nn.layout import plain_strides
 
-__all__ = ["BaseDeepDetector", "TrainingDivergedError", "c_ordered", "check_positive_ints",
-           "resolve_device", "torch_threads"]
+__all__ = ["BaseDeepDetector", "TrainingDivergedError", "bf16_native", "c_ordered",
+           "check_positive_ints", "resolve_device", "torch_threads"]
 
 
 #: Training data up to this many bytes is moved to the device once, before the first epoch,
@@ -80,6 +82,14 @@ DEVICE_DATA_LIMIT = 1 << 30
 #: Adam's fused kernel (one pass over all parameters) runs on CPU from torch 2.4 on.
 _FUSED_ADAM = ({"optimizer__fused": True}
                if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4) else {})
+
+#: Scoring validates, converts and scores at most about this many rows at a time (a multiple of
+#: the scoring chunk), so that a memory-mapped or otherwise sliceable X of any length is
+#: streamed rather than loaded whole.
+STREAM_ROWS = 16384
+
+#: ``score_batch_size="auto"``: chunk rows per device type (see ``benchmarks/throughput.py``)
+AUTO_SCORE_BATCH = {"cuda": 1024, "cpu": 256}
 
 _RANK_NAMES = {1: "vectors (n, d)", 3: "images (n, C, H, W)", 4: "video clips (n, C, T, H, W)"}
 
@@ -112,6 +122,40 @@ def c_ordered(X):
     if X.strides != tuple(X.itemsize * s for s in plain_strides(X.shape)):
         X = X.copy(order="C")
     return X
+
+
+@functools.cache
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return frozenset(next((line.split(":", 1)[1].split() for line in f
+                                   if line.startswith("flags")), ()))
+    except OSError:  # not Linux: no flags to read
+        return frozenset()
+
+
+def bf16_native(device):
+    """Whether ``device`` has native bfloat16 matrix kernels: a CUDA device that supports
+    bfloat16, or a CPU with AVX512-BF16 or AMX (read from ``/proc/cpuinfo``; other systems
+    count as without)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def _float32(output):
+    """A module's output (a tensor, or tuples / named tuples / lists / dicts of them) with
+    every floating-point tensor in float32."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, tuple) and hasattr(output, "_fields"):
+        return type(output)(*(_float32(v) for v in output))
+    if isinstance(output, (tuple, list)):
+        return type(output)(_float32(v) for v in output)
+    if isinstance(output, dict):
+        return {k: _float32(v) for k, v in output.items()}
+    return output
 
 
 @contextlib.contextmanager
@@ -161,8 +205,20 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
     epochs : int
         Number of passes over the training data.
     batch_size : int
-        Mini-batch size for training and the chunk size for scoring (memory stays bounded by
-        it, whatever the number of samples scored).
+        Mini-batch size for training.
+    score_batch_size : int or "auto"
+        Rows per forward pass when scoring (and when fixing the normalisation at the end of
+        ``fit``); memory stays bounded by it, whatever the number of samples scored. X is
+        also validated and converted in blocks of about 16,384 rows, so a ``numpy.memmap``
+        (or any array-like that slices by rows) is streamed, never loaded whole. ``"auto"``:
+        1024 on CUDA, 256 on the CPU. A sample's score does not depend on the chunk size
+        beyond float32 rounding (~1e-7 relative: some kernels block rows differently).
+    precision : "float32" or "bfloat16"
+        Precision of the networks' forward passes when scoring (training stays float32).
+        ``"bfloat16"`` runs them under ``torch.autocast`` (the novelty terms are still
+        computed in float32 from the outputs): faster on GPUs and on CPUs with AVX512-BF16
+        or AMX; on other CPUs it brings nothing, so scoring stays float32 and ``fit`` warns.
+        ``precision_`` holds the precision in use.
     learning_rate : float
         Adam learning rate.
     validation_fraction : float in [0, 1)
@@ -209,6 +265,9 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         "callbacks": [None, list],
         "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
                    Interval(numbers.Integral, 1, None, closed="left")],
+        "score_batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None,
+                                                            closed="left")],
+        "precision": [StrOptions({"float32", "bfloat16"})],
     }
 
     #: per-sample ranks the method supports: 1 vectors, 3 images, 4 clips.
@@ -344,6 +403,7 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__} needs at least {2 + (n_val > 0)} normal "
                              f"samples to fit (2 to train, 1 held out); got n_samples = {n}")
         self.device_ = resolve_device(self.device)
+        self.precision_ = self._resolve_precision()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         order = np.random.RandomState(seed).permutation(n)
         to_dev = self.device_ if X.nbytes <= DEVICE_DATA_LIMIT else "cpu"
@@ -380,15 +440,16 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
     def _map_chunks(self, X, fn):
         """Apply ``fn`` (tensor batch -> tensor or dict of tensors) to validated float32 ``X``.
 
-        Every call sees exactly ``batch_size`` rows (the last chunk is zero-padded), so a
+        Every call sees exactly ``score_batch_size`` rows (the last chunk is zero-padded), so a
         sample's result does not depend on what else is processed with it (up to the float32
         rounding of some small matrix kernels, which can differ with a row's position in the
-        chunk by ~1e-7); memory stays
-        bounded by ``batch_size``. Results are gathered on the device in the dtype ``fn``
-        returns and copied to the host once.
+        chunk by ~1e-7); memory stays bounded by the chunk. Results are gathered on the device
+        in the dtype ``fn`` returns and copied to the host once.
         """
-        device, n, size = self.net_.device, len(X), self.batch_size
-        X = torch.from_numpy(X)
+        device, n, size = self.net_.device, len(X), self._score_batch_size()
+        with warnings.catch_warnings():  # a read-only array (a memmap): only read here
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            X = torch.from_numpy(X)
         out = {}
         with torch.inference_mode(), exact_cudnn(), torch_threads(self.n_jobs):
             for start in range(0, n, size):
@@ -404,11 +465,35 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         out = {name: value.cpu().numpy() for name, value in out.items()}
         return out[None] if list(out) == [None] else out
 
+    def _score_batch_size(self):
+        if self.score_batch_size != "auto":
+            return self.score_batch_size
+        return AUTO_SCORE_BATCH["cuda" if str(self.device_).startswith("cuda") else "cpu"]
+
+    def _resolve_precision(self):
+        """The scoring precision on ``device_``: ``"bfloat16"`` only where it is native."""
+        if self.precision == "float32":
+            return "float32"
+        if bf16_native(self.device_) or getattr(self, "_emulate_bf16", False):
+            return "bfloat16"
+        where = ("this GPU has no bfloat16 support" if self.device_.startswith("cuda")
+                 else "this CPU has neither AVX512-BF16 nor AMX")
+        warnings.warn(f"precision='bfloat16' brings nothing here ({where}): "
+                      f"{type(self).__name__} scores in float32", UserWarning, stacklevel=4)
+        return "float32"
+
+    def _forward(self, xb):
+        """The module's forward pass at the scoring precision, its outputs in float32."""
+        if self.precision_ == "float32":
+            return self.net_.module_(xb)
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16):
+            return _float32(self.net_.module_(xb))
+
     def _raw_components(self, X):
         """Per-sample novelty terms (float64) for validated float32 ``X``."""
-        module, criterion = self.net_.module_, self.net_.criterion_
+        criterion = self.net_.criterion_
         out = self._map_chunks(X, lambda xb: {name: value.double() for name, value in
-                                              criterion.per_sample(module(xb), xb).items()})
+                                              criterion.per_sample(self._forward(xb), xb).items()})
         bad = [name for name, value in out.items() if not np.isfinite(value).all()]
         if bad:
             raise ValueError(f"non-finite {', '.join(bad)} terms: the input is far outside the "
@@ -437,7 +522,25 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         dict of str -> ndarray of shape (n,)
         """
         check_is_fitted(self)
-        return self._raw_components(self._validate_X(X, reset=False))
+        return self._streamed_components(X)
+
+    def _streamed_components(self, X):
+        """``_raw_components`` of ``X``, validated and scored in blocks of rows.
+
+        A block is a whole number of scoring chunks, so every sample meets the same chunk
+        neighbours as when ``X`` is scored at once: the results are identical.
+        """
+        try:
+            n = _num_samples(X)
+        except TypeError:  # not array-like: validation says why
+            n = None
+        size = self._score_batch_size()
+        block = size * max(1, STREAM_ROWS // size)
+        if n is None or n <= block:
+            return self._raw_components(self._validate_X(X, reset=False))
+        parts = [self._raw_components(self._validate_X(X[start:start + block], reset=False))
+                 for start in range(0, n, block)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def score_samples(self, X):
         """Normality score: minus the normalised novelty score (higher = more normal).
@@ -447,7 +550,7 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         ndarray of shape (n,)
         """
         check_is_fitted(self)
-        return self._combine(self._raw_components(self._validate_X(X, reset=False)))
+        return self._combine(self._streamed_components(X))
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -482,6 +585,7 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
             warnings.warn(f"device={self.device!r} is not available here; loading on CPU",
                           UserWarning, stacklevel=3)
             self.device_ = "cpu"
+        self.precision_ = self._resolve_precision()
         with torch.random.fork_rng(devices=[]):
             module = self._build_module(self.sample_shape_, self.input_range_)
         self._load_state(module, module_state, "module")
@@ -501,6 +605,10 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        # pickled before these parameters existed: score as it did then
+        self.__dict__.setdefault("precision", "float32")
+        self.__dict__.setdefault("score_batch_size", self.batch_size)
         if "net_" in self.__dict__:
             # skorch maps CUDA tensors to the CPU when CUDA is missing: follow it.
             self.device_ = str(self.net_.device)
+            self.precision_ = self._resolve_precision()

@@ -72,7 +72,7 @@ class AutoencoderDetector(BaseDeepDetector):
         when > 0; the target stays the clean input).
     epochs, batch_size, learning_rate, validation_fraction, contamination, device,
     random_state, verbose, image_shape, callbacks,
-    n_jobs
+    n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -95,7 +95,8 @@ class AutoencoderDetector(BaseDeepDetector):
     def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
                  epochs=50, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
-                 image_shape=None, callbacks=None, n_jobs=None):
+                 image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
         self.conv_channels = conv_channels
@@ -111,6 +112,8 @@ class AutoencoderDetector(BaseDeepDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,

@@ -84,7 +84,7 @@ class FlowDensityDetector(BaseDeepDetector):
     batch_size : int, default=64
     learning_rate : float, default=1e-3
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
-    n_jobs
+    n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -108,7 +108,8 @@ class FlowDensityDetector(BaseDeepDetector):
 
     def __init__(self, n_levels=2, n_steps=8, hidden_channels=64, dequantize=True, *, epochs=30,
                  batch_size=64, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
-                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
+                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.n_levels = n_levels
         self.n_steps = n_steps
         self.hidden_channels = hidden_channels
@@ -124,6 +125,8 @@ class FlowDensityDetector(BaseDeepDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
@@ -423,7 +426,8 @@ class TwoPathFlowDetector(BaseDeepDetector):
     flow_learning_rate : float or None, default=None
         Adam's learning rate of stage 2; None uses ``learning_rate`` (the paper: 5e-4 on
         UCSD, with a cosine-annealing schedule not applied here).
-    validation_fraction, contamination, device, random_state, verbose, callbacks, n_jobs
+    validation_fraction, contamination, device, random_state, verbose, callbacks, n_jobs,
+    score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Notes
@@ -457,7 +461,8 @@ class TwoPathFlowDetector(BaseDeepDetector):
                  n_levels=2, n_steps=4, flow_hidden=32, flow_epochs=10, *, epochs=20,
                  batch_size=8, learning_rate=1e-3, flow_learning_rate=None, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0, image_shape=None,
-                 callbacks=None, n_jobs=None):
+                 callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.two_path = two_path
         self.flows = flows
         self.tau = tau
@@ -480,6 +485,8 @@ class TwoPathFlowDetector(BaseDeepDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,

@@ -106,6 +106,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     image_shape : tuple (C, H, W) or None, default=None
     callbacks : list of skorch callbacks or None, default=None
     n_jobs : int or None, default=None
+    score_batch_size : int or "auto", default="auto"
+    precision : {"float32", "bfloat16"}, default="float32"
         See :class:`~sknovelty.base.BaseDeepDetector` for these common parameters.
 
     Attributes
@@ -149,7 +151,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     def __init__(self, lam=1.0, n_bins=100, latent_dim=64, estimator_channels=(32, 32, 32, 32),
                  hidden_dim=64, conv_channels=(32, 64), *, epochs=50, batch_size=64,
                  learning_rate=1e-3, validation_fraction=0.1, contamination=0.1, device="auto",
-                 random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
+                 random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.lam = lam
         self.n_bins = n_bins
         self.latent_dim = latent_dim
@@ -167,6 +170,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,

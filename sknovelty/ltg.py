@@ -309,7 +309,7 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         The paper: 1e-3 for images, 1e-4 for video (with more epochs than our default; our
         video benchmark trains 30 epochs at 1e-3).
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
-    n_jobs
+    n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -344,7 +344,8 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     def __init__(self, noise="learned", p=0.5, lam="auto", sigma=0.5, width=1.0, score_frame=8, *,
                  epochs=30, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
-                 image_shape=None, callbacks=None, n_jobs=None):
+                 image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.noise = noise
         self.p = p
         self.lam = lam
@@ -362,6 +363,8 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,

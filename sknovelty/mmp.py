@@ -301,7 +301,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         of the 10 MNIST-5k classes (the one diagnosed had collapsed; see Notes); at 3e-4, 60
         epochs undertrain some classes, hence 120.
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
-    n_jobs
+    n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -355,7 +355,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
                  channels=(32, 64, 128), latent_dim=64, state_dim=128, state_layers=7, *,
                  epochs=120, batch_size=64, learning_rate=3e-4, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
-                 image_shape=None, callbacks=None, n_jobs=None):
+                 image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.n_predictions = n_predictions
         self.loss = loss
         self.lam = lam
@@ -380,6 +381,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,

@@ -466,6 +466,8 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     image_shape : tuple (C, H, W) or None, default=None
     callbacks : list of skorch callbacks or None, default=None
     n_jobs : int or None, default=None
+    score_batch_size : int or "auto", default="auto"
+    precision : {"float32", "bfloat16"}, default="float32"
         See :class:`~sknovelty.base.BaseDeepDetector` for these common parameters.
 
     Attributes
@@ -514,7 +516,8 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
                  channels=(64, 96, 128), output="clip", mask_channels=(32, 48),
                  mask_update_period=3, threshold="relu", temperature=0.5, *, epochs=20,
                  batch_size=64, learning_rate=5e-4, validation_fraction=0.1, contamination=0.1,
-                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
+                 device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.mask_ratio = mask_ratio
         self.gamma = gamma
         self.lam = lam
@@ -537,6 +540,8 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     _parameter_constraints = {
         **_MaskedReconstructionDetector._parameter_constraints,
@@ -575,7 +580,7 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
     batch_size : int, default=64
     learning_rate : float, default=5e-4
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
-    n_jobs
+    n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Attributes
@@ -597,7 +602,8 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
     def __init__(self, mask_ratio=0.125, gamma=50.0, lam=1.0, score_type="avg", latent_dim=64,
                  channels=(64, 96, 128), output="clip", *, epochs=20, batch_size=64,
                  learning_rate=5e-4, validation_fraction=0.1, contamination=0.1, device="auto",
-                 random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None):
+                 random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
+                 score_batch_size="auto", precision="float32"):
         self.mask_ratio = mask_ratio
         self.gamma = gamma
         self.lam = lam
@@ -616,6 +622,8 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
         self.image_shape = image_shape
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.score_batch_size = score_batch_size
+        self.precision = precision
 
     def _check_hyperparameters(self):
         self._check_common()
