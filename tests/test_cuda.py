@@ -57,3 +57,26 @@ def test_cuda_and_cpu_fits_learn_the_same_thing(digits):
     # learned ranking can agree: a rank correlation, not a tolerance. Not measured on this
     # CPU-only machine: record the value the next time a GPU runs this
     assert spearmanr(gpu.score_samples(X[:200]), cpu.score_samples(X[:200]))[0] > 0.9
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_cuda_scores_in_bfloat16_and_in_large_chunks(name, digits, clips):
+    X, y = digits
+    entry = ESTIMATORS[name]
+    X_train, X_test = ((X[y == 0][:80], X[:200]) if "images" in entry.inputs else (clips, clips))
+    det = entry.tiny(device="cuda").fit(X_train)
+    assert det._score_batch_size() == 1024  # "auto" on CUDA
+    exact = det.score_samples(X_test)
+    # another chunk: float32 rounding only (kernels block rows differently), see test_scale
+    small = det.set_params(score_batch_size=16).score_samples(X_test)
+    np.testing.assert_allclose(small, exact, rtol=1e-5, atol=1e-5 * np.ptp(exact))
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    det.set_params(precision="bfloat16")
+    det.precision_ = det._resolve_precision()  # what fit would resolve: native here
+    assert det.precision_ == "bfloat16"
+    fast = det.score_samples(X_test)
+    assert np.isfinite(fast).all() and not np.array_equal(fast, small)
+    # bound 0.8 on the rank correlation with float32, as for the CPU's emulated bfloat16
+    ranks = [np.argsort(np.argsort(s)) for s in (small, fast)]
+    assert np.corrcoef(*ranks)[0, 1] > 0.8
