@@ -18,7 +18,8 @@ JSON, so that a slow method can be (re)run alone and land in the same table.
 
     python benchmarks/one_class.py                      # full run (3 seeds x 10 classes)
     python benchmarks/one_class.py --methods "OLED sigmoid" CAE --seeds 0 --merge  # ablation
-    python benchmarks/one_class.py --seeds 0 --classes 0 1 --epochs 2   # smoke run
+    python benchmarks/one_class.py --seeds 0 --classes 0 1 --epochs 2   # quick run
+    python benchmarks/one_class.py --seeds 0 --classes 1 --epochs 1 --smoke-rows 100 --out /tmp/x
 """
 
 import json
@@ -53,6 +54,11 @@ def run(args):
     for seed in args.seeds:
         for k in args.classes:
             X_train, X_test, y_test = one_class_split(X, y, k, test_size=0.2, random_state=seed)
+            if args.smoke_rows:  # a smoke run: the first rows of each part only
+                X_train = X_train[:args.smoke_rows]
+                keep = np.r_[np.flatnonzero(y_test == 1)[:args.smoke_rows // 2],
+                             np.flatnonzero(y_test == -1)[:args.smoke_rows // 2]]
+                X_test, y_test = X_test[keep], y_test[keep]
             for name in args.methods:
                 model = make_estimator(name, random_state=seed, device=args.device,
                                        epochs=args.epochs)
@@ -336,6 +342,9 @@ def main(argv=None):
                          method_choices=ALL_METHODS, epochs=True)
     parser.add_argument("--figure-class", type=int, default=8,
                         help="class whose OLED masks are drawn (first seed)")
+    parser.add_argument("--smoke-rows", type=int, default=None,
+                        help="smoke runs only: train on this many rows, test on as many (half "
+                        "normal); the result file says so")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of other methods from the existing JSON")
     parser.add_argument("--rewrite", action="store_true",
@@ -352,6 +361,9 @@ def main(argv=None):
         rows, rocs = run(args)
         runs = [{"info": provenance(args), "methods": sorted({r["method"] for r in rows}),
                  "seeds": list(args.seeds)}]
+        if args.smoke_rows:
+            runs[0]["note"] = (f"SMOKE RUN on {args.smoke_rows} training and {args.smoke_rows} "
+                               "test rows: not a result")
         classes = args.classes
         if args.merge and os.path.exists(base + ".json"):
             with open(base + ".json") as f:
