@@ -88,8 +88,9 @@ _FUSED_ADAM = ({"optimizer__fused": True}
 #: streamed rather than loaded whole.
 STREAM_ROWS = 16384
 
-#: ``score_batch_size="auto"``: chunk rows per device type (see ``benchmarks/throughput.py``)
-AUTO_SCORE_BATCH = {"cuda": 1024, "cpu": 256}
+#: ``score_batch_size="auto"``: per device type, the most rows per scoring chunk and the input
+#: values a chunk may hold (256 and 1024 MNIST images; ``benchmarks/throughput.py``)
+AUTO_SCORE_BATCH = {"cuda": (1024, 1024 * 784), "cpu": (256, 256 * 784)}
 
 _RANK_NAMES = {1: "vectors (n, d)", 3: "images (n, C, H, W)", 4: "video clips (n, C, T, H, W)"}
 
@@ -211,8 +212,12 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         ``fit``); memory stays bounded by it, whatever the number of samples scored. X is
         also validated and converted in blocks of about 16,384 rows, so a ``numpy.memmap``
         (or any array-like that slices by rows) is streamed, never loaded whole. ``"auto"``:
-        1024 on CUDA, 256 on the CPU. A sample's score does not depend on the chunk size
-        beyond float32 rounding (~1e-7 relative: some kernels block rows differently).
+        up to 1024 rows on CUDA and 256 on the CPU, fewer for large samples (at most the
+        input values of 1024 / 256 MNIST images per chunk), never fewer than ``batch_size``.
+        The chunk is fixed whatever the number of rows scored (the last is zero-padded), so
+        scoring a handful of rows costs one whole chunk. A sample's score does not depend on
+        the chunk size beyond float32 rounding (~1e-7 relative: some kernels block rows
+        differently).
     precision : "float32" or "bfloat16"
         Precision of the networks' forward passes when scoring (training stays float32).
         ``"bfloat16"`` runs them under ``torch.autocast`` (the novelty terms are still
@@ -468,7 +473,9 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
     def _score_batch_size(self):
         if self.score_batch_size != "auto":
             return self.score_batch_size
-        return AUTO_SCORE_BATCH["cuda" if str(self.device_).startswith("cuda") else "cpu"]
+        rows, values = AUTO_SCORE_BATCH["cuda" if str(self.device_).startswith("cuda") else "cpu"]
+        # never below the training batch (it fits in memory with gradients besides)
+        return max(self.batch_size, min(rows, values // math.prod(self.sample_shape_)))
 
     def _resolve_precision(self):
         """The scoring precision on ``device_``: ``"bfloat16"`` only where it is native."""

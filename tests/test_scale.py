@@ -72,15 +72,22 @@ def test_the_scoring_chunk_changes_no_score_beyond_rounding(name, digits, clips)
         # normalisation constants were fixed at fit, so only the raw terms can move
         after = det.set_params(score_batch_size=size).score_samples(X)
         assert_allclose(after, before, rtol=1e-5, atol=1e-5 * np.ptp(before))
-    assert det._score_batch_size() == 256  # "auto" on the CPU
+    # "auto" on the CPU: 256 rows of images this small; clips of 8 x 16 x 16 hold 2,048 values,
+    # so 256 * 784 // 2048 = 98 rows
+    assert det._score_batch_size() == (256 if "images" in ESTIMATORS[name].inputs else 98)
 
 
-def test_auto_scoring_chunk_is_larger_on_cuda(monkeypatch):
-    det = ESTIMATORS["AE"].tiny()
-    det.device_ = "cuda:0"
-    assert det._score_batch_size() == 1024
-    det.device_ = "cpu"
-    assert det._score_batch_size() == 256
+def test_auto_scoring_chunk_follows_the_device_and_the_sample_size():
+    det = ESTIMATORS["AE"].tiny(batch_size=16)
+    for device, shape, rows in [("cuda:0", (1, 28, 28), 1024), ("cpu", (1, 28, 28), 256),
+                                ("cpu", (5,), 256), ("cpu", (1, 16, 64, 64), 16),
+                                ("cuda", (1, 16, 64, 64), 16), ("cuda", (3, 16, 256, 256), 16)]:
+        det.device_, det.sample_shape_ = device, shape
+        # the rows of 256 (CPU) or 1024 (CUDA) MNIST images' values, at most 256 / 1024 rows,
+        # at least batch_size
+        assert det._score_batch_size() == rows, (device, shape)
+    det.set_params(score_batch_size=5)
+    assert det._score_batch_size() == 5
 
 
 def test_bfloat16_falls_back_with_a_message_where_it_brings_nothing(digits):
