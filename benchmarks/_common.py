@@ -17,6 +17,7 @@ import platform
 import shlex
 import sys
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -86,6 +87,18 @@ def make_estimator(name, *, random_state=None, device="auto", epochs=None, **par
         settings = dict(random_state=random_state, device=device,
                         **({"epochs": epochs} if epochs else {}))
     return entry.cls(**{**settings, **variant, **params})
+
+
+def score_in(model, precision, emulate=False):
+    """Switch a fitted estimator to scoring in ``precision`` without refitting (what ``fit``
+    resolves from the parameter); ``emulate`` runs bfloat16 even without native kernels (the
+    same rounding, slower). Returns the precision now in use."""
+    model.set_params(precision=precision)
+    model._emulate_bf16 = emulate
+    with warnings.catch_warnings():  # the fallback's warning: the return value says it
+        warnings.simplefilter("ignore")
+        model.precision_ = model._resolve_precision()
+    return model.precision_
 
 
 def make_parser(doc, *, seeds=None, classes=None, methods=None, method_choices=None,

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from _common import (Stopwatch, estimator_names, make_estimator, make_parser,  # noqa: E402
-                     provenance, provenance_lines, save_result)
+                     provenance, provenance_lines, save_result, score_in)
 
 from sknovelty import load  # noqa: E402
-from sknovelty.base import bf16_native  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, make_moving_shapes, one_class_split  # noqa: E402
 from sknovelty.metrics import auroc  # noqa: E402
 from sknovelty.registry import ESTIMATORS  # noqa: E402
@@ -70,16 +69,13 @@ def check(name, device, epochs, tmp):
                finite=bool(np.isfinite(scores).all()))
     # the fast mode: bfloat16 forward passes where the device has them natively
     row["bf16_per_s"] = row["bf16_d_auroc"] = float("nan")
-    if bf16_native(det.device_):
-        det.set_params(precision="bfloat16")
-        det.precision_ = det._resolve_precision()
+    if score_in(det, "bfloat16") == "bfloat16":
         with Stopwatch(device) as scoring:
             fast = det.score_samples(X_test)
         row["bf16_per_s"] = len(X_test) / scoring.seconds
         if y_test is not None:
             row["bf16_d_auroc"] = auroc(y_test, fast) - row["auroc"]
-        det.set_params(precision="float32")
-        det.precision_ = det._resolve_precision()
+        score_in(det, "float32")
     again = pickle.loads(pickle.dumps(det))
     row["d_pickle"] = float(np.abs(again.score_samples(X_test) - scores).max()) / scale
     path = os.path.join(tmp, "model.pt")

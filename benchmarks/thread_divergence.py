@@ -28,12 +28,12 @@ class WeightSample(Callback):
         self.size, self.seed = size, seed
 
     def initialize(self):
-        self.samples_ = []
+        self.samples_, self.index_ = [], None
         return self
 
     def on_epoch_end(self, net, **kwargs):
         flat = torch.cat([p.detach().flatten().cpu() for p in net.module_.parameters()])
-        if not hasattr(self, "index_") or len(self.index_) > len(flat):
+        if self.index_ is None:
             rng = np.random.RandomState(self.seed)
             self.index_ = np.sort(rng.choice(len(flat), min(self.size, len(flat)), replace=False))
         self.samples_.append(flat[self.index_].double().numpy())

@@ -29,15 +29,14 @@ import resource
 import tempfile
 import time
 import tracemalloc
-import warnings
 
 import numpy as np
 import torch
 
 from _common import (PEERS, Stopwatch, estimator_names, make_estimator, make_parser,  # noqa: E402
-                     provenance, provenance_lines, save_result)
+                     provenance, provenance_lines, save_result, score_in)
 
-from sknovelty.base import bf16_native, resolve_device  # noqa: E402
+from sknovelty.base import _cpu_flags, bf16_native, resolve_device  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, one_class_split  # noqa: E402
 from sknovelty.metrics import auroc  # noqa: E402
 from sknovelty.registry import ESTIMATORS  # noqa: E402
@@ -68,19 +67,6 @@ def raw_forward(det, X, chunk):
     return run
 
 
-def use_bf16(det):
-    """Switch a fitted estimator to bfloat16 scoring; emulated where the CPU lacks it."""
-    det.set_params(precision="bfloat16")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        det.precision_ = det._resolve_precision()
-    native = det.precision_ == "bfloat16"
-    if not native:
-        det._emulate_bf16 = True
-        det.precision_ = det._resolve_precision()
-    return native
-
-
 def measure(name, args, data):
     X_train, X_test, y_test = data
     det = make_estimator(name, random_state=0, device=args.device, epochs=args.epochs)
@@ -94,8 +80,7 @@ def measure(name, args, data):
                      per_s=rate, limit_per_s=float("nan"), auroc=auroc(y_test, scores),
                      d_auroc=float("nan"), native=True)]
     for chunk in args.chunks:
-        det.set_params(score_batch_size=chunk, precision="float32")
-        det.precision_ = "float32"
+        det.set_params(score_batch_size=chunk)
         rows.append(dict(method=name, precision="float32", chunk=chunk, fit_s=fit.seconds,
                          per_s=best_rate(lambda: det.score_samples(X_test), len(X_test),
                                          args.repeats),
@@ -105,10 +90,11 @@ def measure(name, args, data):
                          native=True))
         print(rows[-1], flush=True)
     # bfloat16 at the CPU's auto chunk (256 for MNIST); emulated: one call, its speed says nothing
-    det.set_params(score_batch_size="auto", precision="float32")
-    det.precision_ = "float32"
+    det.set_params(score_batch_size="auto")
     base = auroc(y_test, det.score_samples(X_test))
-    native = use_bf16(det)
+    native = score_in(det, "bfloat16") == "bfloat16"
+    if not native:
+        score_in(det, "bfloat16", emulate=True)
     repeats = args.repeats if native else 0
     start = time.perf_counter()
     low = auroc(y_test, det.score_samples(X_test))
@@ -157,8 +143,7 @@ def main(argv=None):
     parser.add_argument("--tmp", default=None, help="folder of the memmap file")
     args = parser.parse_args(argv)
     info = provenance(args)
-    flags = sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
-                   & set(open("/proc/cpuinfo").read().split()))
+    flags = sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} & _cpu_flags())
     info["cpu_flags"] = flags
     X, y = load_mnist_5k()
     data = one_class_split(X, y, 0, random_state=0)

@@ -169,13 +169,14 @@ class DetectorNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.criterion_(y_pred, to_tensor(X, device=self.device))
 
+    def _players(self):
+        """Names of the optimizers that step in the current epoch (here: the only one)."""
+        return ["optimizer"]
+
 
 class _SeveralOptimizersNet(DetectorNet):
     """A net whose ``train_step_single`` fills the gradients of several optimizers' parameters
     and whose ``_players()`` names the optimizers that step this time."""
-
-    def _players(self):
-        raise NotImplementedError
 
     def _step_optimizer(self, step_fn):
         # skorch's step_fn zeroes every optimizer's gradients, runs train_step_single (which
@@ -342,15 +343,10 @@ class EveryOptimizerLRScheduler(LRScheduler):
                                              **scheduler_kwargs)
         return self.lr_schedulers_["optimizer"]
 
-    def _playing(self, net):
-        players = getattr(net, "_players", None)
-        return players() if players is not None else ["optimizer"]
-
     def _step(self, net, lr_scheduler, score=None):
         # called by skorch with the main scheduler; step those whose optimizer stepped
-        for name in self._playing(net):
-            if name in self.lr_schedulers_:
-                super()._step(net, self.lr_schedulers_[name], score=score)
+        for name in net._players():
+            super()._step(net, self.lr_schedulers_[name], score=score)
 
     def _record_last_lr(self, net, kind):
         super()._record_last_lr(net, kind)

@@ -322,7 +322,7 @@ def test_bad_input_at_scoring_is_a_clear_error_and_changes_nothing(fitted, est_i
     def check(data):
         if kind == "single_row":
             # A row scores alone as in a batch, to float32 rounding: the deep detectors pad
-            # every scoring chunk to batch_size rows, but small GEMM kernels round a row
+            # every scoring chunk to score_batch_size rows, but small GEMM kernels round a row
             # according to its position in the chunk (up to 4e-7 relative measured on MMP's
             # and LTG's decision values, see test_estimator_checks); PCA, KDE and the SVM in
             # float64 differ by ~1e-8. Scores that depended on the batch (BatchNorm in train
