@@ -58,7 +58,9 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (_num_samples, check_consistent_length, check_is_fitted,
                                       column_or_1d, validate_data)
@@ -67,11 +69,11 @@ from skorch.history import History
 
 from . import io
 from ._checks import check_positive_ints
-from .engine import (BatchIterator, DetectorNet, DivergenceGuard, TensorData,
+from .engine import (BatchIterator, DetectorNet, DivergenceGuard, EpochProgressBar, TensorData,
                      TrainingDivergedError, exact_cudnn)
 from .nn.layout import plain_strides
 
-__all__ = ["BaseDeepDetector", "TrainingDivergedError", "bf16_native", "c_ordered",
+__all__ = ["BaseDeepDetector", "ThresholdMixin", "TrainingDivergedError", "bf16_native", "c_ordered",
            "check_positive_ints", "resolve_device", "torch_threads"]
 
 
@@ -195,7 +197,160 @@ def normal_rows(X, y):
     return X[y == 1]
 
 
-class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
+class ThresholdMixin:
+    """Conformal p-values and false-alarm thresholds from normal reference scores.
+
+    Every sknovelty estimator keeps, at ``fit``, the sorted normality scores of normal rows
+    in ``reference_scores_``: the held-out rows (``validation_fraction``) for the deep
+    detectors, the training rows for the whitened baselines (``reference_held_out_`` says
+    which). From them:
+
+    * :meth:`predict_pvalues` gives each sample the split-conformal p-value of the hypothesis
+      "this sample is normal": ``p(x) = (1 + #{r in reference : r <= s(x)}) / (n_ref + 1)``,
+      with ``s = score_samples``. Small p-values mean novel.
+    * :meth:`set_false_alarm_rate` sets ``offset_`` so that ``predict`` flags exactly the
+      samples with ``p(x) <= rate``.
+
+    **Guarantee.** If the reference rows were not used for training and a new sample is
+    exchangeable with them (a normal sample from the same distribution), then
+    ``P(p(x) <= a) <= a`` for every ``a`` (Vovk et al., *Algorithmic Learning in a Random
+    World*, 2005; Bates et al., "Testing for outliers with conformal p-values", Ann. Statist.
+    2023). The probability is over the draw of the reference rows and of ``x``: for one
+    fitted model the false-alarm rate on new normal data scatters around ``a`` by about
+    ``sqrt(a (1 - a) / n_ref)``. Each p-value is valid on its own; p-values of several
+    samples scored against the same reference are dependent (positively), so for many tests
+    use a procedure that allows it (e.g. Benjamini-Hochberg, which Bates et al. show valid
+    here). Reference rows seen in training score more normal than new normal rows do, so
+    with them (``reference_held_out_ = False``) the p-values are too small and a warning
+    says so: pass normal rows the model never saw to :meth:`calibrate`.
+    """
+
+    def _set_reference_scores(self, scores, held_out):
+        self.reference_scores_ = np.sort(np.asarray(scores, dtype=np.float64))
+        self.reference_held_out_ = bool(held_out)
+
+    def _reference(self):
+        check_is_fitted(self)
+        reference = getattr(self, "reference_scores_", None)
+        if reference is None:
+            raise NotFittedError(
+                f"this {type(self).__name__} was saved or pickled by an sknovelty version "
+                "without reference scores: call calibrate(X_normal) with normal rows it was "
+                "not trained on before asking for p-values or a false-alarm rate")
+        return reference
+
+    def predict_pvalues(self, X):
+        """Conformal p-values of "the sample is normal" (small = novel).
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape
+            Samples to test.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            ``(1 + #{r in reference_scores_ : r <= s(x)}) / (len(reference_scores_) + 1)``
+            with ``s = score_samples``, in ``[1 / (n_ref + 1), 1]``. For a normal sample
+            exchangeable with the reference rows, ``P(p <= a) <= a`` (see the class notes).
+
+        Warns
+        -----
+        UserWarning
+            When the reference rows were used for training (``reference_held_out_`` is
+            False): then the p-values are too small.
+
+        See Also
+        --------
+        set_false_alarm_rate : The threshold that flags the samples with ``p <= rate``.
+        calibrate : Replace the reference scores by those of fresh normal rows.
+        """
+        reference = self._reference()
+        if not self.reference_held_out_:
+            warnings.warn(
+                f"the reference scores of this {type(self).__name__} come from its training "
+                "rows, which score more normal than new normal rows: the p-values are too "
+                "small. Call calibrate(X_normal) with normal rows it was not trained on",
+                UserWarning, stacklevel=2)
+        below = np.searchsorted(reference, self.score_samples(X), side="right")
+        return (1.0 + below) / (len(reference) + 1.0)
+
+    def set_false_alarm_rate(self, rate):
+        """Set ``offset_`` so that ``predict`` flags a share of at most ``rate`` of normal data.
+
+        A sample is then an outlier (``predict`` -1, ``decision_function`` < 0) exactly when
+        its p-value (:meth:`predict_pvalues`) is at most ``rate``, so under the assumption of
+        the class notes the expected false-alarm rate on new normal data is at most ``rate``.
+        ``offset_`` becomes the ``k``-th smallest reference score with
+        ``k = floor(rate * (n_ref + 1))``. Scores do not change; ``contamination`` is not
+        used afterwards (refitting sets ``offset_`` from it again).
+
+        Parameters
+        ----------
+        rate : float in (0, 1)
+            Target false-alarm rate: the share of normal samples flagged as novel.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            If ``rate`` is not in (0, 1), or is below ``1 / (n_ref + 1)``: then no threshold
+            keeps the guarantee (use more reference rows, see :meth:`calibrate`).
+
+        See Also
+        --------
+        predict_pvalues : The p-values the threshold is equivalent to.
+        """
+        reference = self._reference()
+        if not (isinstance(rate, numbers.Real) and 0 < rate < 1):
+            raise ValueError(f"rate must be a float in (0, 1), got {rate!r}")
+        n = len(reference)
+        k = math.floor(rate * (n + 1) + 1e-9)  # flag s < r_(k): p <= k / (n + 1) <= rate
+        if k < 1:
+            raise ValueError(f"a false-alarm rate of {rate} needs at least "
+                             f"{math.ceil(1 / rate) - 1} reference scores; this "
+                             f"{type(self).__name__} has {n}: calibrate it on more normal rows")
+        self.offset_ = float(reference[k - 1])
+        self.false_alarm_rate_ = float(rate)
+        return self
+
+    def calibrate(self, X, y=None):
+        """Score fresh normal rows and make them the reference of p-values and thresholds.
+
+        Split-conformal calibration: ``X`` must be normal rows that the model was not trained
+        on (e.g. a held-out part of the normal data). Replaces ``reference_scores_`` (and
+        sets ``reference_held_out_`` to True); if :meth:`set_false_alarm_rate` was called,
+        ``offset_`` is recomputed for the same rate. The fitted model itself does not change.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape
+            Normal samples not used in ``fit``.
+        y : array-like of shape (n,) with values in {+1, -1}, optional
+            When given, only the rows labelled +1 are used.
+
+        Returns
+        -------
+        self
+
+        See Also
+        --------
+        predict_pvalues, set_false_alarm_rate
+        """
+        check_is_fitted(self)
+        scores = normal_rows(self.score_samples(X), y)
+        if len(scores) < 1:
+            raise ValueError("calibrate needs at least one normal row")
+        self._set_reference_scores(scores, held_out=True)
+        if hasattr(self, "false_alarm_rate_"):
+            self.set_false_alarm_rate(self.false_alarm_rate_)
+        return self
+
+
+class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEstimator):
     """Base class of the deep novelty detectors (not used directly).
 
     Subclasses list all their parameters in ``__init__`` (scikit-learn convention); the
@@ -239,7 +394,9 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         Seeds weight initialisation, the validation split and the batch order. Fitting twice
         with the same integer on CPU gives identical scores.
     verbose : int
-        0 silent; 1 prints skorch's table with one line per epoch.
+        0 silent; 1 a progress bar over the epochs with the last epoch's losses
+        (:class:`~sknovelty.engine.EpochProgressBar`, on standard error); 2 skorch's table,
+        one line per epoch.
     image_shape : tuple (C, H, W) or None
         Interpret flat rows ``(n, C*H*W)`` as images, so images pass through scikit-learn
         pipelines as 2-D arrays.
@@ -358,8 +515,9 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
             iterator_train__generator=generator, iterator_valid=BatchIterator,
             train_split=train_split,
             callbacks=[("divergence_guard", DivergenceGuard()), *self._method_callbacks()]
+            + ([("progress_bar", EpochProgressBar(type(self).__name__))] if self.verbose == 1 else [])
             + copy.deepcopy(list(self.callbacks or [])),
-            device=self.device_, verbose=int(self.verbose),
+            device=self.device_, verbose=int(self.verbose >= 2),
         )
         return self._net_class(**{**kwargs, **self._net_kwargs()})
 
@@ -429,17 +587,20 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()
         self._finalize_fit()
-        self._set_reference((X_val if n_val else X_train).cpu().numpy())
+        self._set_reference((X_val if n_val else X_train).cpu().numpy(), held_out=n_val > 0)
         return self
 
-    def _set_reference(self, X_ref):
-        """Fix normalisation constants (of every term) and ``offset_`` on held-out normal rows."""
+    def _set_reference(self, X_ref, held_out):
+        """Fix normalisation constants (of every term), ``offset_`` and the reference scores
+        of p-values on held-out normal rows (the training rows when ``held_out`` is False)."""
         terms = self._raw_components(X_ref)
         if self._normalization == "zscore":
             self.normalization_ = {k: (float(v.mean()), float(v.std())) for k, v in terms.items()}
         else:
             self.normalization_ = {k: (float(v.min()), float(v.max())) for k, v in terms.items()}
-        self.offset_ = float(np.percentile(self._combine(terms), 100 * self.contamination))
+        scores = self._combine(terms)
+        self.offset_ = float(np.percentile(scores, 100 * self.contamination))
+        self._set_reference_scores(scores, held_out)
 
     # ------------------------------------------------------------------ scoring
     def _map_chunks(self, X, fn):
@@ -549,6 +710,58 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
                  for start in range(0, n, block)]
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
+    #: whether the criterion has ``per_pixel(output, x)``: per-value maps of the novelty terms
+    #: (a dict of tensors shaped like x, each summing over a sample to its ``per_sample`` term)
+    _score_maps = False
+
+    def _scale(self, name):
+        """The divisor of a term in its normalisation (``_normalized`` is affine in it)."""
+        a, b = self.normalization_[name]
+        if self._normalization == "zscore":
+            return b if b > 0 else 1.0
+        return b - a if b > a else 1.0
+
+    def _combine_maps(self, maps):
+        """The anomaly map: the mapped novelty terms, each divided by its normalisation scale."""
+        names = [name for name in self._novelty_terms if name in maps]
+        return sum(maps[name] / self._scale(name) for name in names)
+
+    @available_if(lambda self: self._score_maps)
+    def score_maps(self, X):
+        """Anomaly maps: where in each sample the novelty score comes from (higher = more novel).
+
+        The per-value error the method's score is made of (reconstruction error for LSA, the
+        autoencoder and LTG; the error of the nearest prediction for MMP; the error of the
+        score named by ``score_type`` for OLED and the context autoencoder; the absolute
+        reconstruction error for ITAE), each term divided by its normalisation scale. Except
+        for ITAE (whose score takes the maximum over patches), a sample's map sums to its
+        spatial novelty terms up to the constant shift of the normalisation, so sorting
+        samples by ``score_maps(X).sum`` over the sample axes sorts them as
+        ``score_samples`` does when every term has a map. LSA's latent term (LLK) has no
+        spatial form and is not in its maps.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to map.
+
+        Returns
+        -------
+        ndarray of float32, of the shape of ``X``
+            For clips ``(n, C, T, H, W)`` a map per frame; for vectors, per feature.
+
+        See Also
+        --------
+        score_samples : The scores the maps explain.
+        sknovelty.plotting.plot_anomaly_map : Overlay a map on its image.
+        """
+        check_is_fitted(self)
+        shape = np.shape(X)
+        criterion = self.net_.criterion_
+        maps = self._map_chunks(self._validate_X(X, reset=False),
+                                lambda xb: criterion.per_pixel(self._forward(xb), xb))
+        return np.asarray(self._combine_maps(maps), dtype=np.float32).reshape(shape)
+
     def score_samples(self, X):
         """Normality score: minus the normalised novelty score (higher = more normal).
 
@@ -573,7 +786,11 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
 
     #: fitted attributes (JSON-serialisable) that ``save`` stores besides the weights.
     _fitted_attributes = ("n_features_in_", "sample_shape_", "input_range_", "normalization_",
-                          "offset_", "device_")
+                          "offset_", "device_", "reference_scores_", "reference_held_out_")
+    #: fitted attributes ``save`` stores when present (files of older versions lack the
+    #: reference scores; ``false_alarm_rate_`` exists after ``set_false_alarm_rate``)
+    _optional_fitted_attributes = ("reference_scores_", "reference_held_out_",
+                                   "false_alarm_rate_")
 
     def _restore(self, fitted, module_state, criterion_state, history):
         """Rebuild the fitted state from what :func:`sknovelty.io.load` read from a file.
@@ -586,6 +803,8 @@ class BaseDeepDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
         self.sample_shape_ = tuple(self.sample_shape_)
         self.input_range_ = tuple(self.input_range_)
         self.normalization_ = {k: tuple(v) for k, v in self.normalization_.items()}
+        if "reference_scores_" in fitted:  # JSON floats read back exactly
+            self.reference_scores_ = np.asarray(fitted["reference_scores_"], dtype=np.float64)
         try:
             self.device_ = resolve_device(self.device)
         except ValueError:

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import io
-from .base import BaseDeepDetector, normal_rows
+from .base import BaseDeepDetector, ThresholdMixin, normal_rows
 from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
 
 
@@ -49,6 +49,9 @@ class ReconstructionLoss(nn.Module):
 
     def per_sample(self, output, x):
         return {"rec": reconstruction_error(output[0], x)}
+
+    def per_pixel(self, output, x):
+        return {"rec": (x - output[0]).square()}
 
     def forward(self, output, x):
         return self.per_sample(output, x)["rec"].mean()
@@ -92,6 +95,8 @@ class AutoencoderDetector(BaseDeepDetector):
     (2,)
     """
 
+    _score_maps = True
+
     def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
                  epochs=50, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
@@ -134,8 +139,11 @@ class AutoencoderDetector(BaseDeepDetector):
         return ReconstructionLoss()
 
 
-class _WhitenedDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
+class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEstimator):
     """PCA whitening followed by a classic scorer; ``offset_`` from the training scores.
+
+    The reference scores of p-values are the training rows' (``reference_held_out_`` is
+    False, and ``predict_pvalues`` warns): call ``calibrate`` with held-out normal rows.
 
     ``save`` / ``load`` store the PCA's and the scorer's fitted arrays (``io.ModelFileMixin``).
     """
@@ -175,7 +183,9 @@ class _WhitenedDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
             pca = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
             Z = pca.transform(X)
             self.pca_, self.model_ = pca, self._make_model().fit(Z)
-            self.offset_ = float(np.percentile(self._raw_score(Z), 100 * self.contamination))
+            scores = self._raw_score(Z)
+            self.offset_ = float(np.percentile(scores, 100 * self.contamination))
+            self._set_reference_scores(scores, held_out=False)
             self.sample_shape_ = sample_shape
         except BaseException:
             self.__dict__.clear()
@@ -217,7 +227,7 @@ class _WhitenedDetector(io.ModelFileMixin, OutlierMixin, BaseEstimator):
 
 
 class WhitenedOneClassSVM(_WhitenedDetector):
-    """One-class SVM on PCA-whitened features (LSA sec. 4.1 baseline).
+    """One-class SVM on PCA-whitened features (the baseline of LSA, section 4.1).
 
     Parameters
     ----------
@@ -266,7 +276,7 @@ class WhitenedOneClassSVM(_WhitenedDetector):
 
 
 class WhitenedKDE(_WhitenedDetector):
-    """Gaussian kernel density estimate on PCA-whitened features (LSA sec. 4.1 baseline).
+    """Gaussian kernel density estimate on PCA-whitened features (the baseline of LSA, section 4.1).
 
     ``score_samples`` is the log-density under the KDE fitted to the training data.
 

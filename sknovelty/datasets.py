@@ -58,7 +58,7 @@ def one_class_split(X, y, normal_class, test_size=0.2, random_state=None):
 
 
 def make_roads(n_roads=3, n_normal=1000, n_anomalies=1000, random_state=None):
-    """The synthetic roads set of the MMP paper (sec. 3).
+    """The synthetic roads set of the MMP paper (section 3).
 
     A car at ``p_t = (0, 0)`` moves to one of ``n_roads`` positions
     ``p_t+1 = (1, 2 (i - 1) / (m - 1) - 1)``, ``i = 1..m`` (normal, chosen uniformly), or, for

@@ -28,8 +28,8 @@ from skorch.callbacks import Callback, LRScheduler, PassthroughScoring
 from skorch.utils import to_tensor
 
 __all__ = ["AdversarialCriterion", "AdversarialModule", "AdversarialNet", "BatchIterator",
-           "DetectorCriterion", "DetectorNet", "DivergenceGuard", "EveryOptimizerLRScheduler",
-           "TensorData",
+           "DetectorCriterion", "DetectorNet", "DivergenceGuard", "EpochProgressBar",
+           "EveryOptimizerLRScheduler", "TensorData",
            "TrainingDivergedError", "TwoStageModule", "TwoStageNet", "batch_bounds",
            "exact_cudnn"]
 
@@ -133,6 +133,44 @@ class DivergenceGuard(Callback):
             raise TrainingDivergedError(
                 f"the {'training' if training else 'validation'} loss became {value} in epoch "
                 f"{len(net.history)}; lower learning_rate or rescale the input")
+
+
+class EpochProgressBar(Callback):
+    """A progress bar over the epochs of a fit, with the last epoch's losses beside it.
+
+    What ``verbose=1`` shows (``verbose=2`` prints skorch's table, one line per epoch
+    instead). The bar is tqdm's (a dependency of skorch); it writes to ``file`` (standard
+    error by default) and is gone once training ends, so nothing of it is pickled.
+
+    Parameters
+    ----------
+    desc : str or None, default=None
+        Text before the bar (the estimator's class name when the estimator adds the bar);
+        ``None`` is the module's class name.
+    file : file-like or None, default=None
+        Where the bar is drawn; ``None`` is ``sys.stderr``.
+    """
+
+    def __init__(self, desc=None, file=None):
+        self.desc = desc
+        self.file = file
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        from tqdm.auto import tqdm
+
+        self.bar_ = tqdm(total=net.max_epochs, unit="epoch", file=self.file,
+                         desc=self.desc or type(net.module_).__name__, dynamic_ncols=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        losses = {key: f"{row[key]:.4g}" for key in row
+                  if key.endswith("loss") and isinstance(row[key], (int, float))}
+        self.bar_.set_postfix(losses, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        self.bar_.close()
+        del self.bar_
 
 
 def exact_cudnn():

@@ -83,7 +83,7 @@ class ModelFileMixin:
 
         Weights (or fitted arrays) are safetensors tensors; hyperparameters, fitted attributes
         and the training history are JSON in the file's metadata. Nothing is pickled, so
-        loading the file never runs code. ``callbacks`` are not stored. See :func:`save`.
+        loading the file never runs code. ``callbacks`` are not stored. See :func:`sknovelty.io.save`.
 
         Parameters
         ----------
@@ -311,7 +311,10 @@ def save(model, path):
         params["callbacks"] = None
     tensors, metadata = {}, {}
     if _is_deep(type(model)):
-        fitted = {attr: _jsonable(getattr(model, attr)) for attr in model._fitted_attributes}
+        optional = model._optional_fitted_attributes
+        fitted = {attr: _jsonable(getattr(model, attr)) for attr in
+                  dict.fromkeys([*model._fitted_attributes, *optional])
+                  if attr not in optional or hasattr(model, attr)}
         for prefix, state in (("module", model.net_.module_.state_dict()),
                               ("criterion", model.net_.criterion_.state_dict())):
             tensors.update({f"{prefix}.{k}": _cpu_copy(v) for k, v in state.items()})
@@ -404,7 +407,7 @@ def _split_prefixed(tensors, prefix):
 
 
 def load(path, device=None):
-    """Read an estimator written by :func:`save`.
+    """Read an estimator written by :func:`sknovelty.io.save`.
 
     Parameters
     ----------
@@ -444,8 +447,9 @@ def load(path, device=None):
     model = _instantiate(cls, params, path)
     try:
         if deep:
-            missing = set(model._fitted_attributes) - set(fitted)
-            extra = set(fitted) - set(model._fitted_attributes)
+            optional = set(model._optional_fitted_attributes)
+            missing = set(model._fitted_attributes) - optional - set(fitted)
+            extra = set(fitted) - set(model._fitted_attributes) - optional
             if missing or extra:
                 raise ValueError(f"fitted attributes {sorted(missing)} are missing" if missing
                                  else f"unexpected fitted attributes {sorted(extra)}")

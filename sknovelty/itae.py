@@ -383,6 +383,11 @@ class ITAELoss(nn.Module):
                          nll=out.nll_static + out.nll_dynamic)
         return terms
 
+    def per_pixel(self, out, x):
+        """The absolute reconstruction error averaged over channels (the error ``rec`` pools
+        into patches and takes the maximum of), repeated over the channels."""
+        return {"rec": (out.x - out.rec).abs().mean(1, keepdim=True).expand_as(out.x)}
+
     def forward(self, out, x):
         if self.stage == 2:
             return (out.nll_static + out.nll_dynamic).mean() / self.flow_dims
@@ -456,6 +461,7 @@ class TwoPathFlowDetector(BaseDeepDetector):
     """
 
     _sample_ranks = (4,)
+    _score_maps = True
 
     def __init__(self, two_path=True, flows=True, tau=4, width=1.0, lambda_l=0.5, patch_size=8,
                  n_levels=2, n_steps=4, flow_hidden=32, flow_epochs=10, *, epochs=20,

@@ -59,6 +59,10 @@ class LSALoss(nn.Module):
         x_rec, z, logits = output
         return {"rec": reconstruction_error(x_rec, x), "llk": latent_nll(logits, z)}
 
+    def per_pixel(self, output, x):
+        """REC per value (the latent term has no spatial form)."""
+        return {"rec": (x - output[0]).square()}
+
     def forward(self, output, x):
         terms = self.per_sample(output, x)
         return (terms["rec"] + self.lam * terms["llk"]).mean()
@@ -113,7 +117,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     Attributes
     ----------
     net_ : skorch.NeuralNet
-        The trained skorch net; ``net_.module_`` is the :class:`LSAModule`, ``net_.history``
+        The trained skorch net; ``net_.module_`` is the ``LSAModule``, ``net_.history``
         the per-epoch losses.
     normalization_ : dict
         ``{"rec": (min, max), "llk": (min, max)}`` on the held-out normal rows (eq. 10).
@@ -147,6 +151,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     """
 
     _novelty_terms = ("rec", "llk")
+    _score_maps = True
 
     def __init__(self, lam=1.0, n_bins=100, latent_dim=64, estimator_channels=(32, 32, 32, 32),
                  hidden_dim=64, conv_channels=(32, 64), *, epochs=50, batch_size=64,

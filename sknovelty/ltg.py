@@ -236,6 +236,16 @@ class LTGLoss(nn.Module):
             terms["psnr"] = psnr(terms["frame_rec"])
         return terms
 
+    def per_pixel(self, out, x):
+        """Squared errors scaled so that each map sums to its ``per_sample`` term."""
+        err = (out.rec - out.x).square()
+        maps = {"rec": err / err[0].numel()}
+        if err.ndim == 5:
+            frame = torch.zeros_like(err)
+            frame[:, :, self.score_frame] = err[:, :, self.score_frame] / err[0, :, 0].numel()
+            maps["frame_rec"] = frame
+        return maps
+
     def forward(self, out, x):
         return (out.rec - out.x).square().mean()
 
@@ -340,6 +350,7 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     """
 
     _sample_ranks = (1, 3, 4)
+    _score_maps = True
 
     def __init__(self, noise="learned", p=0.5, lam="auto", sigma=0.5, width=1.0, score_frame=8, *,
                  epochs=30, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,

@@ -214,6 +214,16 @@ class MMPLoss(nn.Module):
         errors = self.errors(*output)
         return {"nn": errors.min(1).values, "per_predictor": errors}
 
+    def per_pixel(self, output, x):
+        """The nearest prediction's error per value, divided by the values per sample (so
+        that a map sums to ``nn``)."""
+        x01, predictions = output
+        diff = predictions - x01.unsqueeze(1)
+        diff = diff.square() if self.distance == "l2" else diff.abs()
+        winner = diff.flatten(2).mean(2).argmin(1)
+        nearest = diff[torch.arange(len(diff), device=diff.device), winner]
+        return {"nn": nearest / nearest[0].numel()}
+
     def forward(self, output, x):
         errors = self.errors(*output)
         nearest, winner = errors.min(1)  # gradient reaches the nearest prediction only
@@ -329,7 +339,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     Collapse: with ReLU units and a sigmoid output, a fit can fall into a state where every
     unit feeding the output is dead and all predictions are one constant, near-black image;
     the score then measures only the input's ink. ``fit`` detects this on the held-out rows
-    and raises :class:`~sknovelty.base.TrainingDivergedError` instead of returning such a
+    and raises :class:`~sknovelty.TrainingDivergedError` instead of returning such a
     model. At the earlier defaults (lr 1e-3, 60 epochs) it happened on MNIST-5k with seed 1
     (class 5 diagnosed; classes 4, 7 and 9 failed alike, AUROC 0.54-0.66);
     ``benchmarks/mmp_stability.py`` compares settings.
@@ -349,6 +359,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
 
     _novelty_terms = ("nn",)
     _normalization = "zscore"
+    _score_maps = True
 
     def __init__(self, n_predictions=10, loss="nn_np", lam=0.1, delta=0.05, warmup_epochs=0,
                  distance="l2", patch_size=7, mask_ratio=0.75, hidden_features=None,
@@ -433,9 +444,9 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     def _finalize_fit(self):
         self.participation_ = self.net_.criterion_.participation.cpu().numpy().copy()
 
-    def _set_reference(self, X_ref):
+    def _set_reference(self, X_ref, held_out):
         self._check_not_collapsed(X_ref)
-        super()._set_reference(X_ref)
+        super()._set_reference(X_ref, held_out)
 
     def _check_not_collapsed(self, X_ref):
         """Raise if every prediction ignores its input although the visible inputs differ.
@@ -475,7 +486,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
 
         Returns
         -------
-        ndarray of shape (n, n_predictions, *sample_shape)
+        ndarray of shape (n, n_predictions) + sample_shape
         """
         check_is_fitted(self)
         module = self.net_.module_

@@ -321,6 +321,10 @@ class OLEDLoss(nn.Module):
     def per_sample(self, out, x):
         return {name: e.flatten(1).sum(1) for name, e in self._errors(out).items()}
 
+    def per_pixel(self, out, x):
+        """The per-value errors whose per-image sums are ``per_sample``."""
+        return {name: e.expand_as(out.x) for name, e in self._errors(out).items()}
+
     def losses(self, out):
         """Batch means ``{"rec": L_rec, "mask": L_mask, "cont": L_cont}`` (eq. 7, 5, 6)."""
         return {name: e.mean() for name, e in self._errors(out).items()}
@@ -342,6 +346,7 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
     """Shared by OLED and the context autoencoder: R, the losses of eq. 5-8 and the four scores."""
 
     _sample_ranks = (1, 3)
+    _score_maps = True
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
         "mask_ratio": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -383,6 +388,10 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
 
     def _combine(self, terms):
         return -self._scaled(terms)[self.score_type]
+
+    def _combine_maps(self, maps):
+        # as _scaled: the three terms are averaged for "avg"
+        return super()._combine_maps(maps) / len(self._novelty_terms)
 
     def score_components(self, X):
         """The four scores of sec. 3.6 per sample (higher = more novel).
@@ -449,7 +458,7 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     mask_update_period : int, default=3
         MM is updated on epochs 0, k, 2k, ... (the official code's ``epoch % 3 == 0``).
     threshold : {"relu", "sigmoid"}, default="relu"
-        Gradient surrogate of the threshold unit (see :class:`ThresholdUnit`): ``"relu"`` is
+        Gradient surrogate of the threshold unit (see ``ThresholdUnit``): ``"relu"`` is
         the paper's eq. 2, which passes almost no gradient to MG (measured in
         ``benchmarks/results/oled.md``); ``"sigmoid"`` is a differentiable alternative (a
         deviation from the paper). The masks themselves are exactly binary in both.
@@ -571,7 +580,7 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
     and the same four scores as :class:`~sknovelty.AdversarialMaskingDetector`, but the hidden
     region is one random square of the same area (10 x 10 on 28 x 28 MNIST) instead of the
     learned mask. At scoring time the square's position is random across samples (a hash of
-    the sample, see :class:`~sknovelty.oled.RandomBoxMasker`), as the paper masks randomly at
+    the sample, see ``sknovelty.oled.RandomBoxMasker``), as the paper masks randomly at
     test time, yet a sample always gets the same square. Vectors get a random window of
     consecutive features.
 

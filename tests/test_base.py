@@ -282,8 +282,8 @@ def test_pipeline_and_grid_search(digits):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
-def test_verbose_prints_one_line_per_epoch(blobs, capsys):
-    tiny_lsa(verbose=1, epochs=3).fit(blobs)
+def test_verbose_2_prints_one_line_per_epoch(blobs, capsys):
+    tiny_lsa(verbose=2, epochs=3).fit(blobs)
     out = capsys.readouterr().out
     assert "train_loss" in out and "valid_loss" in out
     assert sum(line.strip().startswith(("1 ", "2 ", "3 ")) for line in out.splitlines()) == 3

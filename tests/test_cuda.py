@@ -14,7 +14,7 @@ from sknovelty import load
 
 from sknovelty.registry import ESTIMATORS
 
-from .conftest import tiny_ltg
+from .conftest import assert_same_scores_up_to_rounding, tiny_ltg
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -71,7 +71,7 @@ def test_cuda_scores_in_bfloat16_and_in_large_chunks(name, digits, clips):
     exact = det.score_samples(X_test)
     # another chunk: float32 rounding only (kernels block rows differently), see test_scale
     small = det.set_params(score_batch_size=16).score_samples(X_test)
-    np.testing.assert_allclose(small, exact, rtol=1e-5, atol=1e-5 * np.ptp(exact))
+    assert_same_scores_up_to_rounding(det, X_test, small, exact)
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
     det.set_params(precision="bfloat16")
@@ -82,3 +82,26 @@ def test_cuda_scores_in_bfloat16_and_in_large_chunks(name, digits, clips):
     # bound 0.8 on the rank correlation with float32, as for the CPU's emulated bfloat16
     ranks = [np.argsort(np.argsort(s)) for s in (small, fast)]
     assert np.corrcoef(*ranks)[0, 1] > 0.8
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_cuda_pvalues_thresholds_and_maps_follow_the_model_to_the_cpu(name, digits, clips,
+                                                                      tmp_path):
+    X, y = digits
+    entry = ESTIMATORS[name]
+    X_train, X_test = ((X[y == 0][:80], X[:50]) if "images" in entry.inputs else (clips, clips))
+    det = entry.tiny(device="cuda").fit(X_train).set_false_alarm_rate(0.3)
+    det.save(tmp_path / "m.safetensors")
+    cpu = load(tmp_path / "m.safetensors", device="cpu")
+    np.testing.assert_array_equal(cpu.reference_scores_, det.reference_scores_)
+    assert cpu.offset_ == det.offset_ and cpu.false_alarm_rate_ == 0.3
+    # p-values count reference scores below a score: a rounding-size move of a score can
+    # change the count by one where it lies within rounding of a reference score
+    step = 1 / (len(det.reference_scores_) + 1)
+    np.testing.assert_allclose(cpu.predict_pvalues(X_test), det.predict_pvalues(X_test),
+                               atol=step + 1e-12)
+    if hasattr(det, "score_maps"):
+        maps = det.score_maps(X_test)
+        assert maps.shape == X_test.shape and np.isfinite(maps).all()
+        np.testing.assert_allclose(cpu.score_maps(X_test), maps, rtol=1e-4,
+                                   atol=1e-5 * maps.max())

@@ -142,3 +142,23 @@ def test_imports_run_one_way():
 
     for name in graph:
         assert name == "sknovelty" or not reaches(name, name), f"import circle through {name}"
+
+
+@pytest.mark.parametrize("name", ["AE", "OLED", "ITAE"])
+def test_verbose_1_draws_an_epoch_bar_with_the_losses_and_2_the_table(name, digits, clips,
+                                                                       capsys):
+    X = digits[0][:40] if "images" in ESTIMATORS[name].inputs else clips[:8]
+    ESTIMATORS[name].tiny(verbose=1).fit(X)
+    out, err = capsys.readouterr()
+    epochs = ESTIMATORS[name].tiny()._net_kwargs().get("max_epochs", 2)
+    cls = ESTIMATORS[name].cls.__name__
+    assert f"{cls}: 100%" in err and f"{epochs}/{epochs}" in err  # one bar, to the last epoch
+    assert "train_loss=" in err and "valid_loss=" in err
+    assert "epoch    train_loss" not in out + err  # not skorch's table
+    det = ESTIMATORS[name].tiny(verbose=2).fit(X)
+    out, err = capsys.readouterr()
+    assert "train_loss" in out and "%|" not in err  # skorch's table, no bar
+    assert "progress_bar" not in dict(det.net_.callbacks_)
+    silent = ESTIMATORS[name].tiny().fit(X)
+    assert capsys.readouterr() == ("", "")
+    assert not any(hasattr(cb, "bar_") for _, cb in silent.net_.callbacks_)

@@ -18,27 +18,15 @@ from sknovelty.registry import ESTIMATORS
 
 from .conftest import tiny_ae
 
-# every registered estimator, by registry name
-FACTORIES = {name: entry.tiny for name, entry in ESTIMATORS.items()}
+
 WHITENED = tuple(name for name, entry in ESTIMATORS.items() if not entry.deep)
 
 
-def _data(name, digits, clips):
-    """(training rows, rows to score) for the estimator ``name``."""
-    if "images" not in ESTIMATORS[name].inputs:
-        return clips, clips[:4]  # ITAE scores slowly: a few clips are enough
-    X, y = digits
-    if name in WHITENED:
-        X = X.reshape(len(X), -1)
-    return X[y == 0][:60], X[:30]
-
-
-@pytest.fixture(scope="module", params=list(FACTORIES))
-def fitted(request, digits, clips):
-    """Each estimator fitted once for the module, with the rows it scores."""
-    name = request.param
-    X_train, X_test = _data(name, digits, clips)
-    return name, FACTORIES[name]().fit(X_train), X_test
+@pytest.fixture
+def fitted(every_fitted):
+    """Each estimator fitted once (conftest's ``every_fitted``), with the rows it scores."""
+    name, det, _, X_test = every_fitted
+    return name, det, X_test
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_array_equal
 from sklearn.model_selection import GridSearchCV
 
 from sknovelty import base
@@ -16,6 +16,8 @@ from sknovelty.base import STREAM_ROWS, bf16_native, resolve_device
 from sknovelty.datasets import load_mnist_5k
 from sknovelty.metrics import auroc_scorer
 from sknovelty.registry import ESTIMATORS
+
+from .conftest import assert_same_scores_up_to_rounding
 
 DEEP = [name for name, entry in ESTIMATORS.items() if entry.deep]
 
@@ -71,7 +73,7 @@ def test_the_scoring_chunk_changes_no_score_beyond_rounding(name, digits, clips)
         # rows differently for other chunk sizes (measured up to ~1e-6 relative); the
         # normalisation constants were fixed at fit, so only the raw terms can move
         after = det.set_params(score_batch_size=size).score_samples(X)
-        assert_allclose(after, before, rtol=1e-5, atol=1e-5 * np.ptp(before))
+        assert_same_scores_up_to_rounding(det, X, after, before)
     # "auto" on the CPU: 256 rows of images this small; clips of 8 x 16 x 16 hold 2,048 values,
     # so 256 * 784 // 2048 = 98 rows
     assert det._score_batch_size() == (256 if "images" in ESTIMATORS[name].inputs else 98)
