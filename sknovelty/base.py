@@ -338,7 +338,8 @@ class ThresholdMixin:
 
         See Also
         --------
-        predict_pvalues, set_false_alarm_rate
+        predict_pvalues : The p-values computed against the new reference scores.
+        set_false_alarm_rate : The threshold taken from the new reference scores.
         """
         check_is_fitted(self)
         scores = normal_rows(self.score_samples(X), y)
@@ -356,8 +357,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     Subclasses list all their parameters in ``__init__`` (scikit-learn convention); the
     common ones are documented here and repeated in each subclass.
 
-    Common parameters
-    -----------------
+    Parameters
+    ----------
     epochs : int
         Number of passes over the training data.
     batch_size : int
@@ -524,6 +525,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     def fit(self, X, y=None):
         """Train on normal data.
 
+        A fit that raises leaves the estimator exactly as it was before the call.
+
         Parameters
         ----------
         X : array-like of shape (n, d), (n, C, H, W), (n, C, T, H, W) or (n, C*H*W) with
@@ -545,7 +548,11 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         TrainingDivergedError
             When the training loss becomes NaN or infinite.
 
-        A fit that raises leaves the estimator exactly as it was before the call.
+        See Also
+        --------
+        score_samples : Normality scores of new samples once fitted.
+        calibrate : Replace the held-out reference scores by those of fresh normal rows.
+        save : Write the fitted estimator to a model file.
         """
         before = dict(self.__dict__)
         try:
@@ -685,9 +692,20 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     def score_components(self, X):
         """The paper's raw novelty terms per sample (higher = more novel).
 
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to score.
+
         Returns
         -------
         dict of str -> ndarray of shape (n,)
+            Each novelty term of the method, by name, before normalisation.
+
+        See Also
+        --------
+        score_samples : The normality score the normalised terms make.
+        score_maps : Where in each sample the terms come from (methods with maps).
         """
         check_is_fitted(self)
         return self._streamed_components(X)
@@ -765,19 +783,63 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     def score_samples(self, X):
         """Normality score: minus the normalised novelty score (higher = more normal).
 
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to score.
+
         Returns
         -------
         ndarray of shape (n,)
+
+        See Also
+        --------
+        decision_function : The scores shifted by ``offset_``, negative for outliers.
+        score_components : The raw novelty terms the score is made of.
+        predict_pvalues : Conformal p-values of the scores against the reference scores.
         """
         check_is_fitted(self)
         return self._combine(self._streamed_components(X))
 
     def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers."""
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to score.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        See Also
+        --------
+        score_samples : The normality scores before the shift.
+        predict : The sign of the decision function as +1 / -1 labels.
+        set_false_alarm_rate : Set ``offset_`` from a target false-alarm rate.
+        """
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
-        """+1 for inliers, -1 for outliers."""
+        """+1 for inliers, -1 for outliers.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to classify.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
+
+        See Also
+        --------
+        decision_function : The scores whose sign gives the labels.
+        predict_pvalues : Conformal p-values instead of hard labels.
+        set_false_alarm_rate : Set the threshold from a target false-alarm rate.
+        """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
     # ------------------------------------------------------------------ persistence

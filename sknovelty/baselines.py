@@ -159,9 +159,26 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
     def fit(self, X, y=None):
         """Fit PCA whitening and the scorer on ``X`` (flattened).
 
-        With ``y`` in {+1, -1}, only the +1 (normal) rows are used, as for the deep detectors.
-        As for them, values must fit in float32, and a fit that raises leaves the estimator
-        exactly as it was before the call.
+        As for the deep detectors, values must fit in float32, and a fit that raises leaves
+        the estimator exactly as it was before the call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, ...)
+            Training samples (vectors, or samples of more axes such as images).
+        y : array-like of shape (n,) with values in {+1, -1}, optional
+            With ``y`` in {+1, -1}, only the +1 (normal) rows are used, as for the deep
+            detectors.
+
+        Returns
+        -------
+        self
+
+        See Also
+        --------
+        score_samples : Normality scores of new samples once fitted.
+        calibrate : Replace the training rows' reference scores by those of held-out rows.
+        save : Write the fitted estimator to a model file.
         """
         before = dict(self.__dict__)
         try:
@@ -196,7 +213,19 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
     def score_samples(self, X):
         """Normality score (higher = more normal).
 
-        ``X`` holds samples of the fitted shape, or flat rows of as many values.
+        Parameters
+        ----------
+        X : array-like
+            ``X`` holds samples of the fitted shape, or flat rows of as many values.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        See Also
+        --------
+        decision_function : The scores shifted by ``offset_``, negative for outliers.
+        predict_pvalues : Conformal p-values of the scores against the reference scores.
         """
         check_is_fitted(self)
         shape = tuple(self.sample_shape_)  # a list once loaded from a model file's JSON
@@ -218,11 +247,44 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         return scores
 
     def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers."""
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples of the fitted shape, or flat rows of as many values.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        See Also
+        --------
+        score_samples : The normality scores before the shift.
+        predict : The sign of the decision function as +1 / -1 labels.
+        set_false_alarm_rate : Set ``offset_`` from a target false-alarm rate.
+        """
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
-        """+1 for inliers, -1 for outliers."""
+        """+1 for inliers, -1 for outliers.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples of the fitted shape, or flat rows of as many values.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
+
+        See Also
+        --------
+        decision_function : The scores whose sign gives the labels.
+        predict_pvalues : Conformal p-values instead of hard labels.
+        set_false_alarm_rate : Set the threshold from a target false-alarm rate.
+        """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
 

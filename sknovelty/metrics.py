@@ -18,6 +18,12 @@ def auroc(y_true, scores):
     Returns
     -------
     float
+
+    See Also
+    --------
+    eer : The equal error rate of the same scores.
+    auroc_scorer : This metric as a scorer for ``GridSearchCV`` and ``cross_val_score``.
+    sknovelty.video.frame_auroc : Frame-level AUROC over several videos.
     """
     y_true = np.asarray(y_true)
     labels = set(np.unique(y_true).tolist())
@@ -32,10 +38,26 @@ auroc_scorer = make_scorer(auroc, response_method="decision_function")
 
 
 def eer(y_true, scores):
-    """Equal error rate: the error where the false positive rate (normal flagged) equals the
-    false negative rate (anomaly missed), interpolated on the ROC curve.
+    """Equal error rate, interpolated on the ROC curve.
 
-    ``y_true`` in {+1, -1}; ``scores`` are normality scores (higher = more normal).
+    The error where the false positive rate (normal flagged) equals the false negative rate
+    (anomaly missed), interpolated on the ROC curve.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,) with values in {+1, -1}
+        Both labels must be present.
+    scores : array-like of shape (n,)
+        Normality scores (higher = more normal).
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    auroc : The area under the ROC curve of the same scores.
+    sknovelty.video.frame_eer : Frame-level EER over several videos.
     """
     y_true = np.asarray(y_true)
     if set(np.unique(y_true).tolist()) != {1, -1}:

@@ -484,9 +484,20 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     def predict_all(self, X):
         """The ``n_predictions`` predictions of each sample, in the input's units.
 
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples whose hidden part is predicted.
+
         Returns
         -------
         ndarray of shape (n, n_predictions) + sample_shape
+
+        See Also
+        --------
+        score_components : The novelty terms computed from these predictions.
+        score_maps : Where in each sample the error of the nearest prediction lies.
+        score_samples : The normality score made of the novelty terms.
         """
         check_is_fitted(self)
         module = self.net_.module_

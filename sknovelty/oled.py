@@ -400,18 +400,39 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
         maximum on the held-out normal rows (so normal data falls mostly in [0, 1]); ``avg`` is
         their mean. ``score_samples`` is minus the one named by ``score_type``.
 
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to score.
+
         Returns
         -------
         dict with keys "rec", "mask", "cont", "avg" -> ndarray of shape (n,)
+
+        See Also
+        --------
+        score_samples : Minus the score named by ``score_type``.
+        score_maps : Where in each sample the score named by ``score_type`` comes from.
+        masks : The masks that hide part of each sample for ``mask`` and ``cont``.
         """
         return self._scaled(super().score_components(X))
 
     def masks(self, X):
         """The binary masks applied to ``X`` (1 kept, 0 hidden).
 
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
+            Samples to mask.
+
         Returns
         -------
         ndarray of shape (n, 1, H, W) for images, (n, d) for vectors
+
+        See Also
+        --------
+        score_components : The scores of sec. 3.6 (``mask`` and ``cont`` use the masked input).
+        score_maps : Where in each sample the novelty score comes from.
         """
         check_is_fitted(self)
         module = self.net_.module_

@@ -91,8 +91,8 @@ def plot_roc(scores, y_true, ax=None):
 
     See Also
     --------
-    sknovelty.metrics.auroc : the area under these curves.
-    plot_score_histogram : the score distributions behind a curve.
+    sknovelty.metrics.auroc : The area under these curves.
+    plot_score_histogram : The score distributions behind a curve.
 
     Examples
     --------
@@ -155,7 +155,7 @@ def plot_score_histogram(scores, y_true, threshold=None, ax=None, bins=30):
 
     See Also
     --------
-    plot_roc : the ROC curve these two distributions make.
+    plot_roc : The ROC curve these two distributions make.
 
     Examples
     --------
@@ -226,6 +226,11 @@ def plot_anomaly_map(image, score_map, ax=None, alpha=0.5, cmap="jet"):
     ax : matplotlib Axes
         Its axis is off; ``ax.images[0]`` is the grey image, ``ax.images[1]`` the map.
 
+    See Also
+    --------
+    sknovelty.base.BaseDeepDetector.score_maps : Anomaly maps of a detector's samples.
+    plot_score_histogram : The distributions of the samples' scores.
+
     Examples
     --------
     >>> import matplotlib.pyplot as plt
@@ -286,7 +291,7 @@ def plot_frame_scores(scores, labels=None, ax=None, threshold=None):
 
     See Also
     --------
-    sknovelty.video.frame_auroc : frame-level AUROC over several videos.
+    sknovelty.video.frame_auroc : Frame-level AUROC over several videos.
 
     Examples
     --------

@@ -31,9 +31,31 @@ def _as_frames(frames):
 
 
 def clip_starts(n_frames, clip_length, stride=1):
-    """First frame of each clip: ``0, stride, 2 * stride, ...`` plus ``n_frames - clip_length``
-    when the stride would leave the last frames out; with ``stride <= clip_length`` every
-    frame is then in at least one clip."""
+    """First frame of each clip.
+
+    ``0, stride, 2 * stride, ...`` plus ``n_frames - clip_length`` when the stride would leave
+    the last frames out; with ``stride <= clip_length`` every frame is then in at least one
+    clip.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames in the video; at least ``clip_length``.
+    clip_length : int
+        Frames per clip T (>= 1).
+    stride : int, default=1
+        Frames between the starts of consecutive clips (>= 1).
+
+    Returns
+    -------
+    ndarray of shape (n_clips,)
+        The first frame of each clip, increasing.
+
+    See Also
+    --------
+    frames_to_clips : Cut a video into the clips that start at these frames.
+    clip_to_frame_scores : Map the clips' scores back to frames.
+    """
     if clip_length < 1 or stride < 1:
         raise ValueError(f"clip_length and stride must be >= 1, got {clip_length}, {stride}")
     if n_frames < clip_length:
@@ -54,11 +76,19 @@ def frames_to_clips(frames, clip_length=16, stride=1, dtype=np.float32):
         Frames per clip T.
     stride : int
         Frames between the starts of consecutive clips.
+    dtype : numpy dtype, default=numpy.float32
+        Data type of the clips.
 
     Returns
     -------
     clips : ndarray of shape (n_clips, C, T, H, W)
     starts : ndarray of shape (n_clips,), the first frame of each clip
+
+    See Also
+    --------
+    clip_starts : The first frames of the clips (the same as ``starts``).
+    clip_to_frame_scores : Map the clips' scores back to frames.
+    video_frame_scores : Cut, score and map back several videos in one call.
     """
     frames = _as_frames(frames)
     starts = clip_starts(len(frames), clip_length, stride)
@@ -75,9 +105,28 @@ def clip_to_frame_scores(clip_scores, starts, clip_length, n_frames, frame_offse
     ``j=8``, for scores computed on one frame of the clip such as LTG's PSNR); frames that are
     the j-th frame of no clip take the score of the nearest one that is.
 
+    Parameters
+    ----------
+    clip_scores : array-like of shape (n_clips,)
+        A score per clip.
+    starts : array-like of shape (n_clips,)
+        The first frame of each clip (from :func:`clip_starts` or :func:`frames_to_clips`).
+    clip_length : int
+        Frames per clip T.
+    n_frames : int
+        Frames in the video.
+    frame_offset : int in [0, clip_length) or None, default=None
+        None: the mean over the clips containing a frame; ``j``: each clip's score goes to
+        its j-th frame.
+
     Returns
     -------
     ndarray of shape (n_frames,)
+
+    See Also
+    --------
+    frames_to_clips : Cut a video into clips and give their starts.
+    video_frame_scores : Cut, score and map back several videos in one call.
     """
     clip_scores, starts = np.asarray(clip_scores, dtype=np.float64), np.asarray(starts)
     if clip_scores.shape != starts.shape:
@@ -99,8 +148,26 @@ def clip_to_frame_scores(clip_scores, starts, clip_length, n_frames, frame_offse
 
 
 def minmax_per_video(scores):
-    """Scale each video's frame scores to [0, 1] by its own minimum and maximum (the usual
-    frame-level protocol of video anomaly detection; a constant video becomes all ones)."""
+    """Scale each video's frame scores to [0, 1] by its own minimum and maximum.
+
+    The usual frame-level protocol of video anomaly detection; a constant video becomes all
+    ones.
+
+    Parameters
+    ----------
+    scores : list of arrays (n_frames_i,)
+        Frame scores of each video.
+
+    Returns
+    -------
+    list of ndarray (n_frames_i,)
+        Each video's scores in [0, 1], as float64.
+
+    See Also
+    --------
+    frame_auroc : Frame-level AUROC, by default after this normalisation.
+    frame_eer : Frame-level EER, by default after this normalisation.
+    """
     out = []
     for s in scores:
         s = np.asarray(s, dtype=np.float64)
@@ -131,24 +198,83 @@ def frame_auroc(scores, labels, normalize=True):
         +1 normal frame, -1 anomalous frame.
     normalize : bool
         Min-max normalise each video's scores first (:func:`minmax_per_video`).
+
+    Returns
+    -------
+    float
+        The AUROC of the concatenated frames, normal frames (+1) as the positive class.
+
+    See Also
+    --------
+    frame_eer : Frame-level EER over several videos.
+    sknovelty.metrics.auroc : The AUROC of one set of scores.
+    minmax_per_video : The per-video normalisation.
     """
     y, s = _concatenate(scores, labels, normalize)
     return auroc(y, s)
 
 
 def frame_eer(scores, labels, normalize=True):
-    """Frame-level EER over several videos (see :func:`frame_auroc` for the arguments)."""
+    """Frame-level EER over several videos.
+
+    Parameters
+    ----------
+    scores : list of arrays (n_frames_i,)
+        Normality scores per frame of each video (higher = more normal), as in
+        :func:`frame_auroc`.
+    labels : list of arrays (n_frames_i,) in {+1, -1}
+        +1 normal frame, -1 anomalous frame.
+    normalize : bool
+        Min-max normalise each video's scores first (:func:`minmax_per_video`).
+
+    Returns
+    -------
+    float
+        The equal error rate of the concatenated frames.
+
+    See Also
+    --------
+    frame_auroc : Frame-level AUROC over several videos.
+    sknovelty.metrics.eer : The EER of one set of scores.
+    """
     y, s = _concatenate(scores, labels, normalize)
     return eer(y, s)
 
 
 def video_frame_scores(score_fn, videos, clip_length=16, stride=1, frame_offset=None,
                        batch_clips=None):
-    """Frame scores of each video: cut into clips, score them with ``score_fn`` (e.g. a
-    detector's ``score_samples``), map back to frames (:func:`clip_to_frame_scores`).
+    """Frame scores of each video: cut into clips, scored, mapped back to frames.
 
-    ``batch_clips`` bounds how many clips are built at once (memory); by default a video's
-    clips are built together.
+    Each video is cut into clips, ``score_fn`` scores them, and
+    :func:`clip_to_frame_scores` maps their scores back to frames.
+
+    Parameters
+    ----------
+    score_fn : callable
+        Clips ``(n_clips, C, T, H, W)`` (float32) -> a score per clip, e.g. a detector's
+        ``score_samples``.
+    videos : list of arrays (n_frames_i, H, W) or (n_frames_i, H, W, C)
+        The videos to score.
+    clip_length : int, default=16
+        Frames per clip T.
+    stride : int, default=1
+        Frames between the starts of consecutive clips.
+    frame_offset : int or None, default=None
+        Passed to :func:`clip_to_frame_scores`.
+    batch_clips : int or None, default=None
+        ``batch_clips`` bounds how many clips are built at once (memory); by default a
+        video's clips are built together.
+
+    Returns
+    -------
+    list of ndarray (n_frames_i,)
+        The frame scores of each video.
+
+    See Also
+    --------
+    frames_to_clips : Cut one video into clips.
+    clip_to_frame_scores : Map one video's clip scores back to frames.
+    frame_auroc : Frame-level AUROC of the frame scores over several videos.
     """
     out = []
     for video in videos:
