@@ -229,6 +229,14 @@ class ThresholdMixin:
         self.reference_scores_ = np.sort(np.asarray(scores, dtype=np.float64))
         self.reference_held_out_ = bool(held_out)
 
+    def _warn_in_sample(self, consequence):
+        if not self.reference_held_out_:
+            warnings.warn(
+                f"the reference scores of this {type(self).__name__} come from its training "
+                f"rows, which score more normal than new normal rows: {consequence}. Call "
+                "calibrate(X_normal) with normal rows it was not trained on",
+                UserWarning, stacklevel=3)
+
     def _reference(self):
         check_is_fitted(self)
         reference = getattr(self, "reference_scores_", None)
@@ -266,12 +274,7 @@ class ThresholdMixin:
         calibrate : Replace the reference scores by those of fresh normal rows.
         """
         reference = self._reference()
-        if not self.reference_held_out_:
-            warnings.warn(
-                f"the reference scores of this {type(self).__name__} come from its training "
-                "rows, which score more normal than new normal rows: the p-values are too "
-                "small. Call calibrate(X_normal) with normal rows it was not trained on",
-                UserWarning, stacklevel=2)
+        self._warn_in_sample("the p-values are too small")
         below = np.searchsorted(reference, self.score_samples(X), side="right")
         return (1.0 + below) / (len(reference) + 1.0)
 
@@ -294,6 +297,12 @@ class ThresholdMixin:
         -------
         self
 
+        Warns
+        -----
+        UserWarning
+            When the reference rows were used for training (``reference_held_out_`` is
+            False): then far more than ``rate`` of new normal samples are flagged.
+
         Raises
         ------
         ValueError
@@ -313,6 +322,7 @@ class ThresholdMixin:
             raise ValueError(f"a false-alarm rate of {rate} needs at least "
                              f"{math.ceil(1 / rate) - 1} reference scores; this "
                              f"{type(self).__name__} has {n}: calibrate it on more normal rows")
+        self._warn_in_sample("far more than this rate of new normal samples will be flagged")
         self.offset_ = float(reference[k - 1])
         self.false_alarm_rate_ = float(rate)
         return self

@@ -13,8 +13,10 @@ import math
 import numbers
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -419,8 +421,9 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     def pseudo_anomalies(self, X):
         """Pseudo anomalies ``X^P = clip(X + dX)`` for ``X`` in the input's units.
 
-        ``dX`` is G's noise (in eval mode) for ``noise="learned"``, fresh Gaussian noise for
-        ``"gaussian"``.
+        ``dX`` is G's noise (in eval mode) for ``noise="learned"``, Gaussian noise for
+        ``"gaussian"``, drawn from a generator seeded by ``random_state`` (an int repeats the
+        same noise at every call; torch's global generator is left as it was).
 
         Parameters
         ----------
@@ -445,5 +448,12 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         if self.noise == "none":
             raise ValueError('noise="none" makes no pseudo anomalies')
         module = self.net_.module_
-        return self._map_chunks(self._validate_X(X, reset=False),
-                                lambda xb: module.from_range(module.make_pseudo(module.to_range(xb))[0]))
+        # Gaussian noise: seeded by random_state, so that a call repeats (and leaves torch's
+        # global generator as it was)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        cuda = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(int(seed))
+            return self._map_chunks(
+                self._validate_X(X, reset=False),
+                lambda xb: module.from_range(module.make_pseudo(module.to_range(xb))[0]))

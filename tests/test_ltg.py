@@ -179,3 +179,15 @@ def test_ltg_separates_a_held_out_digit(digits):
                                 device="cpu").fit(train)
     # measured AUROC 1.0 with 1 and 2 threads on an AMD EPYC; chance is 0.5
     assert auroc(labels, det.score_samples(test)) > 0.95
+
+
+def test_gaussian_pseudo_anomalies_repeat_with_the_seed_and_leave_torch_rng_alone(digits):
+    X, y = digits
+    det = tiny_ltg(noise="gaussian", epochs=1).fit(X[y == 0][:40])
+    state = torch.random.get_rng_state()
+    first = det.pseudo_anomalies(X[:5])
+    assert torch.equal(torch.random.get_rng_state(), state)
+    np.testing.assert_array_equal(det.pseudo_anomalies(X[:5]), first)
+    assert not np.array_equal(first, X[:5])  # noise was added
+    other = det.set_params(random_state=1).pseudo_anomalies(X[:5])
+    assert not np.array_equal(other, first)

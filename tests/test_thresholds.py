@@ -63,12 +63,15 @@ def test_pvalues_follow_the_conformal_formula(fitted):
 def test_whitened_pvalues_warn_that_the_reference_is_in_sample(digits):
     X, y = digits
     det = ESTIMATORS["KDE"].tiny().fit(X[y == 0])
-    with pytest.warns(UserWarning, match="calibrate"):
+    with pytest.warns(UserWarning, match="p-values are too small.*calibrate"):
         det.predict_pvalues(X[:3])
+    with pytest.warns(UserWarning, match="more than this rate.*calibrate"):
+        det.set_false_alarm_rate(0.2)
     det.calibrate(X[y == 0][:20])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         det.predict_pvalues(X[:3])
+        det.set_false_alarm_rate(0.2)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])
@@ -78,7 +81,9 @@ def test_false_alarm_rate_flags_exactly_the_small_pvalues(fitted, rate):
     ref = det.reference_scores_
     if rate * (len(ref) + 1) < 1:
         pytest.skip("too few reference rows for this rate")
-    det.set_false_alarm_rate(rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the whitened baselines' reference
+        det.set_false_alarm_rate(rate)
     assert det.false_alarm_rate_ == rate and det.offset_ in ref
     # samples: the test rows and the reference values themselves (the boundary cases)
     s = np.concatenate([det.score_samples(X_test), ref])
@@ -129,7 +134,9 @@ def test_conformal_false_alarm_rate_holds_on_fresh_normal_data_and_fails_in_samp
     rate, in_sample, calibrated = 0.1, [], []
     for _ in range(10):
         X, X_cal, X_new = (rng.normal(size=(n, 4)) for n in (300, 300, 3000))
-        det = WhitenedKDE(n_components=4, bandwidth=0.3).fit(X).set_false_alarm_rate(rate)
+        det = WhitenedKDE(n_components=4, bandwidth=0.3).fit(X)
+        with pytest.warns(UserWarning, match="calibrate"):
+            det.set_false_alarm_rate(rate)
         in_sample.append(np.mean(det.predict(X_new) == -1))
         calibrated.append(np.mean(det.calibrate(X_cal).predict(X_new) == -1))
     # each draw's rate is ~ rate +- sqrt(rate (1 - rate) / 300) = 0.017; the mean of 10 draws
