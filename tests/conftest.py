@@ -102,3 +102,24 @@ def assert_same_scores_up_to_rounding(det, X, got, expected):
     bad = np.abs(got - expected) > tol + 1e-5 * np.abs(expected)
     assert not bad.any(), (f"{bad.sum()} of {len(bad)} scores differ by more than rounding "
                            f"({tol:.2g}): {got[bad][:5]} vs {expected[bad][:5]}")
+
+
+def assert_bfloat16_keeps_the_ranking(det, X, exact, approx):
+    """``approx``: the raw novelty terms of ``X`` scored in bfloat16, ``exact`` in float32.
+
+    bfloat16 keeps 8 bits of mantissa (~0.4% per value, compounded through the layers). A term
+    that varies over X by more than 2% of its magnitude must keep its ranking (rank
+    correlation > 0.8: the ranking is what AUROC reads). A term that varies less carries
+    nothing bfloat16 can resolve (a 2-epoch LSA's LLK on an H200: a spread of 0.001 nats on
+    7.7, which bfloat16 scrambled to a rank correlation of 0.18); it must stay within 5% of
+    its magnitude.
+    """
+    for name in det._novelty_terms:
+        a, b = exact[name], approx[name]
+        assert np.isfinite(b).all()
+        magnitude, spread = np.abs(a).max(), np.ptp(a)
+        if spread > 0.02 * magnitude:
+            rank = np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1]
+            assert rank > 0.8, (name, rank)
+        else:
+            assert np.abs(a - b).max() <= 0.05 * magnitude, (name, np.abs(a - b).max(), magnitude)
