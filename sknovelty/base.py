@@ -198,7 +198,11 @@ def normal_rows(X, y):
 
 
 class ThresholdMixin:
-    """Conformal p-values and false-alarm thresholds from normal reference scores.
+    """The decision threshold, conformal p-values and false-alarm rates of every detector.
+
+    ``decision_function`` is ``score_samples - offset_`` and ``predict`` its sign, for the
+    deep detectors and the whitened baselines alike (each sets ``offset_`` at fit from
+    ``contamination``).
 
     Every sknovelty estimator keeps, at ``fit``, the sorted normality scores of normal rows
     in ``reference_scores_``: the held-out rows (``validation_fraction``) for the deep
@@ -224,6 +228,47 @@ class ThresholdMixin:
     with them (``reference_held_out_ = False``) the p-values are too small and a warning
     says so: pass normal rows the model never saw to :meth:`calibrate`.
     """
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape (or flat rows of as many values)
+            Samples to score.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        See Also
+        --------
+        score_samples : The normality scores before the shift.
+        predict : The sign of the decision function as +1 / -1 labels.
+        set_false_alarm_rate : Set ``offset_`` from a target false-alarm rate.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for inliers, -1 for outliers.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape (or flat rows of as many values)
+            Samples to classify.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
+
+        See Also
+        --------
+        decision_function : The scores whose sign gives the labels.
+        predict_pvalues : Conformal p-values instead of hard labels.
+        set_false_alarm_rate : Set the threshold from a target false-alarm rate.
+        """
+        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def _set_reference_scores(self, scores, held_out):
         self.reference_scores_ = np.sort(np.asarray(scores, dtype=np.float64))
@@ -811,46 +856,6 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         check_is_fitted(self)
         return self._combine(self._streamed_components(X))
 
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Parameters
-        ----------
-        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
-            Samples to score.
-
-        Returns
-        -------
-        ndarray of shape (n,)
-
-        See Also
-        --------
-        score_samples : The normality scores before the shift.
-        predict : The sign of the decision function as +1 / -1 labels.
-        set_false_alarm_rate : Set ``offset_`` from a target false-alarm rate.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for inliers, -1 for outliers.
-
-        Parameters
-        ----------
-        X : array-like of the fitted sample shape, or flat rows with ``image_shape``
-            Samples to classify.
-
-        Returns
-        -------
-        ndarray of int of shape (n,)
-            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
-
-        See Also
-        --------
-        decision_function : The scores whose sign gives the labels.
-        predict_pvalues : Conformal p-values instead of hard labels.
-        set_false_alarm_rate : Set the threshold from a target false-alarm rate.
-        """
-        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     # ------------------------------------------------------------------ persistence
     # save(path) and load(path, device=None) come from io.ModelFileMixin

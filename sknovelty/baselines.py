@@ -246,47 +246,6 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
                              "(rescale X)")
         return scores
 
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples of the fitted shape, or flat rows of as many values.
-
-        Returns
-        -------
-        ndarray of shape (n,)
-
-        See Also
-        --------
-        score_samples : The normality scores before the shift.
-        predict : The sign of the decision function as +1 / -1 labels.
-        set_false_alarm_rate : Set ``offset_`` from a target false-alarm rate.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for inliers, -1 for outliers.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples of the fitted shape, or flat rows of as many values.
-
-        Returns
-        -------
-        ndarray of int of shape (n,)
-            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
-
-        See Also
-        --------
-        decision_function : The scores whose sign gives the labels.
-        predict_pvalues : Conformal p-values instead of hard labels.
-        set_false_alarm_rate : Set the threshold from a target false-alarm rate.
-        """
-        return np.where(self.decision_function(X) >= 0, 1, -1)
-
 
 class WhitenedOneClassSVM(_WhitenedDetector):
     """One-class SVM on PCA-whitened features (the baseline of LSA, section 4.1).
