@@ -248,10 +248,17 @@ def main():
         X, y = load_mnist_5k()
         rows = [r for r in old["rows"] if not (r["tag"] == args.tag and r["seed"] in args.seeds
                                                and r["class"] in args.classes)]
+        torch.set_num_threads(args.n_jobs)  # the probes and the refits too, not only fit
+        runs = old["runs"] + [provenance(args)]
         for seed in args.seeds:
             for k in args.classes:
                 rows += run_one(X, y, k, seed, args)
-        runs = old["runs"] + [provenance(args)]
+                write(args.out, rows, runs)  # after every class: a stopped run keeps its rows
+        return
+    write(args.out, rows, runs)
+
+
+def write(out, rows, runs):
     lines = ["# LSA diagnosis: NS vs REC vs LLK (issue 18)", "",
              "Rows: mean test AUROC over the (class, seed) pairs each run has; 'epoch k' rows "
              "are the jointly trained model after k epochs; 'NS ...' rows rescale the final "
@@ -261,7 +268,7 @@ def main():
              *summary(rows), "", "## Runs", ""]
     for run in runs:
         lines += provenance_lines(run) + [""]
-    save_result(args.out, STEM, lines, {"rows": rows, "runs": runs})
+    save_result(out, STEM, lines, {"rows": rows, "runs": runs})
 
 
 if __name__ == "__main__":
