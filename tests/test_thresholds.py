@@ -248,7 +248,9 @@ def test_maps_of_flat_rows_are_flat(digits):
 @pytest.mark.parametrize("factory", [tiny_ae, tiny_lsa], ids=["ae", "lsa"])
 def test_maps_point_at_a_pasted_defect(digits, factory):
     """A bright 3x3 square pasted onto normal digits: most of each map's excess over the
-    clean image's map lies inside the square (9 of 64 pixels)."""
+    clean image's map lies inside the square (9 of 64 pixels, 14% of the area). Measured
+    medians 0.87 (AE) and 0.83 (LSA) on an AMD EPYC; the bound 0.5 leaves room for another
+    CPU's training while a map that ignored the square would give about 0.14."""
     X, y = digits
     det = factory(epochs=15).fit(X[y == 0])
     clean = X[y == 0][:20]
