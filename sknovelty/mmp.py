@@ -205,10 +205,13 @@ class MMPLoss(nn.Module):
         self.register_buffer("unoptimized", torch.zeros(n_predictions, dtype=torch.bool))
         self.register_buffer("participation", torch.zeros(n_predictions))
 
-    def errors(self, x, predictions):
+    def value_errors(self, x, predictions):
+        """Squared or absolute difference per value: ``(B, n, *sample_shape)``."""
         diff = predictions - x.unsqueeze(1)
-        diff = diff.square() if self.distance == "l2" else diff.abs()
-        return diff.flatten(2).mean(2)  # (B, n)
+        return diff.square() if self.distance == "l2" else diff.abs()
+
+    def errors(self, x, predictions):
+        return self.value_errors(x, predictions).flatten(2).mean(2)  # (B, n)
 
     def per_sample(self, output, x):
         errors = self.errors(*output)
@@ -217,9 +220,7 @@ class MMPLoss(nn.Module):
     def per_pixel(self, output, x):
         """The nearest prediction's error per value, divided by the values per sample (so
         that a map sums to ``nn``)."""
-        x01, predictions = output
-        diff = predictions - x01.unsqueeze(1)
-        diff = diff.square() if self.distance == "l2" else diff.abs()
+        diff = self.value_errors(*output)
         winner = diff.flatten(2).mean(2).argmin(1)
         nearest = diff[torch.arange(len(diff), device=diff.device), winner]
         return {"nn": nearest / nearest[0].numel()}
