@@ -51,7 +51,7 @@ class PyODAutoEncoder:
         self.model = AutoEncoder(random_state=random_state, verbose=0,
                                  device=None if device == "auto" else device)
 
-    def fit(self, X):
+    def fit(self, X, y=None):
         self.model.fit(X.reshape(len(X), -1))
         return self
 
@@ -59,8 +59,24 @@ class PyODAutoEncoder:
         return -self.model.decision_function(X.reshape(len(X), -1))
 
 
+class IsolationForestPeer:
+    """scikit-learn's IsolationForest on flat rows (``score_samples``: higher = more normal)."""
+
+    def __init__(self, random_state=None, device="auto"):
+        from sklearn.ensemble import IsolationForest
+
+        self.model = IsolationForest(random_state=random_state)
+
+    def fit(self, X, y=None):
+        self.model.fit(X.reshape(len(X), -1))
+        return self
+
+    def score_samples(self, X):
+        return self.model.score_samples(X.reshape(len(X), -1))
+
+
 #: other libraries' detectors, built from (random_state, device)
-PEERS = {"PyOD AE": PyODAutoEncoder}
+PEERS = {"PyOD AE": PyODAutoEncoder, "IForest": IsolationForestPeer}
 
 
 def estimator_names(deep=None, inputs=None, variants=False):

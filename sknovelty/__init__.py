@@ -9,6 +9,7 @@ from .lsa import LatentAutoregressiveDetector
 from .ltg import PseudoAnomalyDetector
 from .mmp import MaskedMultiPredictionDetector
 from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
+from .patches import PatchwiseDetector
 
 __all__ = [
     "AdversarialMaskingDetector",
@@ -17,6 +18,7 @@ __all__ = [
     "FlowDensityDetector",
     "LatentAutoregressiveDetector",
     "MaskedMultiPredictionDetector",
+    "PatchwiseDetector",
     "PseudoAnomalyDetector",
     "TrainingDivergedError",
     "TwoPathFlowDetector",

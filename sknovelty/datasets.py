@@ -1,10 +1,13 @@
 """Datasets that ship offline, and the one-class split of the novelty-detection protocol."""
 
+from typing import NamedTuple
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-__all__ = ["load_digits_images", "load_mnist_5k", "load_ucsd_ped2", "make_moving_shapes",
-           "make_roads", "one_class_split"]
+__all__ = ["NoveltyTask", "load_digits_images", "load_faces", "load_mnist_5k",
+           "load_suite_task", "load_table", "load_ucsd_ped2", "make_moving_shapes",
+           "make_photo_patches", "make_roads", "make_texture_patches", "one_class_split"]
 
 
 def load_mnist_5k():
@@ -319,3 +322,284 @@ def load_ucsd_ped2(path, split="test"):
                 if _read_image(os.path.join(gt, f)).max() > 0:
                     labels[i][j] = -1
     return videos, labels
+
+
+# ------------------------------------------------------------------ the robustness suite
+class NoveltyTask(NamedTuple):
+    """One novelty-detection task: normal training rows, a labelled test set, what it is.
+
+    ``y_test`` is +1 for normal and -1 for anomalous rows; ``description`` says what is
+    normal, what is anomalous and the sizes.
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    description: str
+
+
+def _skimage_gray(name):
+    """A sample image of scikit-image (shipped in its wheel) as grey float64 in [0, 1]."""
+    try:
+        from skimage import data
+        from skimage.color import rgb2gray
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("this data set cuts patches from scikit-image's sample images: "
+                          "pip install scikit-image") from exc
+    image = np.asarray(getattr(data, name)())
+    if image.ndim == 3:
+        image = rgb2gray(image[..., :3])
+    image = image.astype(np.float64)
+    return (image - image.min()) / max(image.max() - image.min(), 1e-12)
+
+
+def _patches(image, n, size, rows, rng):
+    """``n`` random ``size`` x ``size`` patches whose top-left row lies in ``rows``."""
+    lo, hi = int(rows[0] * image.shape[0]), int(rows[1] * image.shape[0]) - size
+    if hi < lo:
+        raise ValueError(f"a {image.shape} image has no room for {size}-pixel patches in rows "
+                         f"{rows}")
+    top = rng.randint(lo, hi + 1, size=n)
+    left = rng.randint(0, image.shape[1] - size + 1, size=n)
+    idx = np.arange(size)
+    return image[(top[:, None] + idx)[:, :, None], (left[:, None] + idx)[:, None, :]]
+
+
+#: share of an image's rows (from the top) that training patches come from; test patches
+#: come from the rows below, so no test patch overlaps a training patch
+_TRAIN_ROWS = 0.7
+
+
+def make_texture_patches(normal="brick", others=("grass", "gravel"), n_train=200, n_test=100,
+                         patch_size=32, random_state=None):
+    """Defects and foreign textures among patches of one texture (scikit-image's samples).
+
+    Normal rows are grey ``patch_size`` patches of the texture ``normal``; training patches
+    come from the top 70% of the image, test patches from the rows below (no overlap). The
+    test set has ``n_test`` normal patches and ``n_test`` anomalies: half are normal test
+    patches with a foreign square (a quarter to three eighths of the patch side) cut from one
+    of ``others`` pasted at a random place (a defect), half are patches of ``others``.
+
+    Parameters
+    ----------
+    normal : str, default="brick"
+        Name of a grey texture in :mod:`skimage.data` (``"brick"``, ``"grass"``, ``"gravel"``).
+    others : tuple of str, default=("grass", "gravel")
+        Textures the anomalies come from.
+    n_train, n_test : int, default=200, 100
+        Normal training patches; normal (and anomalous) test patches.
+    patch_size : int, default=32
+    random_state : int, RandomState instance or None, default=None
+        Seeds where patches and squares are cut.
+
+    Returns
+    -------
+    NoveltyTask
+        ``X_train`` (n_train, 1, s, s) and ``X_test`` (2 n_test, 1, s, s), float32 in [0, 1];
+        ``y_test`` in {+1, -1}.
+
+    See Also
+    --------
+    make_photo_patches : Photographs against simpler images.
+    """
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+    base = _skimage_gray(normal)
+    foreign = [_skimage_gray(name) for name in others]
+    train = _patches(base, n_train, patch_size, (0, _TRAIN_ROWS), rng)
+    test = _patches(base, n_test, patch_size, (_TRAIN_ROWS, 1), rng)
+    n_defect = n_test // 2
+    defect = _patches(base, n_defect, patch_size, (_TRAIN_ROWS, 1), rng)
+    for patch in defect:
+        side = rng.randint(patch_size // 4, 3 * patch_size // 8 + 1)
+        square = _patches(foreign[rng.randint(len(foreign))], 1, side, (0, 1), rng)[0]
+        top, left = rng.randint(0, patch_size - side + 1, size=2)
+        patch[top:top + side, left:left + side] = square
+    which = rng.randint(len(foreign), size=n_test - n_defect)
+    alien = np.concatenate([_patches(foreign[k], int((which == k).sum()), patch_size, (0, 1), rng)
+                            for k in range(len(foreign))])
+    X_test = np.concatenate([test, defect, alien])[:, None].astype(np.float32)
+    y_test = np.r_[np.ones(n_test, dtype=int), -np.ones(n_test, dtype=int)]
+    description = (f"normal: {patch_size}x{patch_size} patches of '{normal}'; anomalies: "
+                   f"'{normal}' with a pasted square of {'/'.join(others)} ({n_defect}) and "
+                   f"patches of {'/'.join(others)} ({n_test - n_defect}); "
+                   f"train {n_train}, test {n_test} + {n_test}")
+    return NoveltyTask(train[:, None].astype(np.float32), X_test, y_test, description)
+
+
+#: scikit-image's photographs (people, animals, objects) and its simpler images (a moon
+#: surface, a microscope cell): the second kind compresses to about a third of the bytes
+PHOTOS = ("camera", "astronaut", "chelsea", "coffee")
+SIMPLER = ("moon", "cell")
+
+
+def make_photo_patches(n_train=200, n_test=100, patch_size=32, random_state=None):
+    """Patches of photographs against patches of simpler images (scikit-image's samples).
+
+    Normal rows are grey ``patch_size`` patches of :data:`PHOTOS` (equally many from each;
+    training patches from the top 70% of each image, test patches from below); anomalies are
+    patches of :data:`SIMPLER` images, which a lossless compressor shrinks far more. This is
+    the case where a likelihood model ranks novel inputs as *more* normal (Nalisnick et al.,
+    ICLR 2019; Serra et al., ICLR 2020).
+
+    Parameters
+    ----------
+    n_train, n_test : int, default=200, 100
+        Normal training patches; normal (and anomalous) test patches.
+    patch_size : int, default=32
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    NoveltyTask
+        ``X_train`` (n_train, 1, s, s), ``X_test`` (2 n_test, 1, s, s), float32 in [0, 1].
+
+    See Also
+    --------
+    make_texture_patches : Defects in a texture.
+    sknovelty.FlowDensityDetector : Its ``score="complexity"`` corrects this failure.
+    """
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+
+    def cut(names, n, rows):
+        counts = np.diff(np.linspace(0, n, len(names) + 1).astype(int))
+        return np.concatenate([_patches(_skimage_gray(name), k, patch_size, rows, rng)
+                               for name, k in zip(names, counts)])
+
+    train = cut(PHOTOS, n_train, (0, _TRAIN_ROWS))
+    X_test = np.concatenate([cut(PHOTOS, n_test, (_TRAIN_ROWS, 1)), cut(SIMPLER, n_test, (0, 1))])
+    y_test = np.r_[np.ones(n_test, dtype=int), -np.ones(n_test, dtype=int)]
+    description = (f"normal: {patch_size}x{patch_size} patches of photographs "
+                   f"({', '.join(PHOTOS)}); anomalies: patches of {', '.join(SIMPLER)}; "
+                   f"train {n_train}, test {n_test} + {n_test}")
+    return NoveltyTask(train[:, None].astype(np.float32), X_test[:, None].astype(np.float32),
+                       y_test, description)
+
+
+def load_faces(test_size=0.3, random_state=None):
+    """Faces against other image patches: scikit-image's ``lfw_subset`` (25x25 grey).
+
+    The set holds 100 faces of Labeled Faces in the Wild and 100 patches of other scenes.
+    Normal rows are faces: a random ``1 - test_size`` share trains; the test set holds the
+    other faces and all 100 non-faces.
+
+    Parameters
+    ----------
+    test_size : float, default=0.3
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    NoveltyTask
+        ``X_train`` (70, 1, 25, 25), ``X_test`` (130, 1, 25, 25) at the default, float32
+        in [0, 1].
+
+    See Also
+    --------
+    make_photo_patches : Photographs against simpler images.
+    """
+    from sklearn.utils import check_random_state
+
+    try:
+        from skimage import data
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("load_faces needs scikit-image: pip install scikit-image") from exc
+    images = np.asarray(data.lfw_subset(), dtype=np.float32)[:, None]
+    faces, other = images[:100], images[100:]
+    order = check_random_state(random_state).permutation(100)
+    n_test = int(round(test_size * 100))
+    X_test = np.concatenate([faces[order[:n_test]], other])
+    y_test = np.r_[np.ones(n_test, dtype=int), -np.ones(len(other), dtype=int)]
+    description = (f"normal: 25x25 LFW faces; anomalies: 25x25 non-face patches; "
+                   f"train {100 - n_test}, test {n_test} + {len(other)}")
+    return NoveltyTask(faces[order[n_test:]], X_test, y_test, description)
+
+
+#: scikit-learn's bundled tables: (loader, normal class, what is normal, what is anomalous)
+TABLES = {
+    "breast_cancer": ("load_breast_cancer", 1, "benign tumours", "malignant tumours"),
+    "wine": ("load_wine", 1, "wines of cultivar 1", "cultivars 0 and 2"),
+    "iris": ("load_iris", 1, "versicolor", "setosa and virginica"),
+}
+
+
+def load_table(name, test_size=0.3, random_state=None):
+    """A scikit-learn bundled table as a novelty task: one class normal, the rest anomalous.
+
+    A stratified ``test_size`` share of every class is the test set; the training set keeps
+    the normal class only (see :data:`TABLES`). Features are returned as they are: put a
+    :class:`~sklearn.preprocessing.StandardScaler` before the detector.
+
+    Parameters
+    ----------
+    name : {"breast_cancer", "wine", "iris"}
+    test_size : float, default=0.3
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    NoveltyTask
+        float32 feature rows.
+
+    See Also
+    --------
+    one_class_split : The split used here.
+    """
+    import sklearn.datasets
+
+    if name not in TABLES:
+        raise ValueError(f"name must be one of {sorted(TABLES)}, got {name!r}")
+    loader, normal, what, anomalous = TABLES[name]
+    X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+    X_train, X_test, y_test = one_class_split(X.astype(np.float32), y, normal, test_size,
+                                              random_state)
+    description = (f"normal: {what}; anomalies: {anomalous} ({X.shape[1]} features); "
+                   f"train {len(X_train)}, test {(y_test == 1).sum()} + {(y_test == -1).sum()}")
+    return NoveltyTask(X_train, X_test, y_test, description)
+
+
+def _one_class_task(loader, normal_class, random_state):
+    X, y = loader()
+    X_train, X_test, y_test = one_class_split(X, y, normal_class, random_state=random_state)
+    return NoveltyTask(X_train, X_test, y_test,
+                       f"normal: digit {normal_class}; anomalies: the other digits; train "
+                       f"{len(X_train)}, test {(y_test == 1).sum()} + {(y_test == -1).sum()}")
+
+
+#: The robustness suite (``benchmarks/robustness.py``): name -> (kind, builder(random_state))
+SUITE = {
+    "mnist-0": ("images", lambda rs: _one_class_task(load_mnist_5k, 0, rs)),
+    "digits-3": ("images", lambda rs: _one_class_task(load_digits_images, 3, rs)),
+    "textures": ("images", lambda rs: make_texture_patches(random_state=rs)),
+    "photos": ("images", lambda rs: make_photo_patches(random_state=rs)),
+    "faces": ("images", lambda rs: load_faces(random_state=rs)),
+    "breast_cancer": ("vectors", lambda rs: load_table("breast_cancer", random_state=rs)),
+    "wine": ("vectors", lambda rs: load_table("wine", random_state=rs)),
+    "iris": ("vectors", lambda rs: load_table("iris", random_state=rs)),
+}
+
+
+def load_suite_task(name, random_state=None):
+    """One task of the robustness suite by name (see :data:`SUITE`).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SUITE`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split or the patches.
+
+    Returns
+    -------
+    NoveltyTask
+
+    See Also
+    --------
+    make_texture_patches, make_photo_patches, load_faces, load_table : The builders.
+    """
+    if name not in SUITE:
+        raise ValueError(f"name must be one of {list(SUITE)}, got {name!r}")
+    return SUITE[name][1](random_state)

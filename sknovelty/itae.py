@@ -9,10 +9,14 @@ tau-th frame and a dynamic path on all frames, fused by lateral connections into
 
 import math
 import numbers
+import warnings
+import zlib
 from typing import NamedTuple
 
+import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
+from scipy.stats import spearmanr
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
@@ -21,7 +25,7 @@ from .engine import TwoStageNet
 from .nn.blocks import scale_channels
 from .nn.flows import Glow
 
-__all__ = ["FlowDensityDetector", "FlowModule", "NLLLoss", "TwoPathFlowDetector", "ITAEModule",
+__all__ = ["FlowDensityDetector", "FlowModule", "code_length", "NLLLoss", "TwoPathFlowDetector", "ITAEModule",
            "ITAELoss", "TwoPathEncoder", "ms_ssim", "gradient_loss"]
 
 
@@ -53,6 +57,43 @@ class FlowModule(nn.Module):
         return (self.flow.log_prob(x),)
 
 
+def code_length(X, low=0.0, high=1.0):
+    """Bits per dimension that a generic lossless compressor needs for each sample.
+
+    Each sample is mapped from ``[low, high]`` to 8-bit integers (clipped) and compressed
+    with zlib at its highest level (the compressor inside PNG). This is the complexity
+    estimate L(x) of Serra et al. (ICLR 2020, eq. 2), who used PNG, JPEG2000 and FLIF; any
+    lossless compressor gives an upper bound on the code length. zlib's header and checksum
+    add the same ~6 bytes to every sample, which shifts L but not its ranking.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, ...)
+        Samples; every value after the first axis is one dimension.
+    low, high : float, default=0.0, 1.0
+        The value range mapped to 0 and 255.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``8 * compressed bytes / dimensions`` per sample (float64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknovelty.itae import code_length
+    >>> flat, noise = np.zeros((1, 256)), np.random.RandomState(0).uniform(size=(1, 256))
+    >>> bool(code_length(flat)[0] < code_length(noise)[0])
+    True
+    """
+    X = np.asarray(X, dtype=np.float64)
+    rows = X.reshape(len(X), -1)
+    q = np.clip(np.rint((rows - low) / max(high - low, 1e-12) * 255), 0, 255).astype(np.uint8)
+    # zlib compresses one sample per call (C code); there is no batched form
+    sizes = np.fromiter((len(zlib.compress(row.tobytes(), 9)) for row in q), float, len(q))
+    return 8 * sizes / rows.shape[1]
+
+
 class NLLLoss(nn.Module):
     """Mean negative log-likelihood per dimension (eq. 11); ``nll`` per sample for scoring."""
 
@@ -68,7 +109,19 @@ class NLLLoss(nn.Module):
 
 
 class FlowDensityDetector(BaseDeepDetector):
-    """Glow density on vectors or images; novelty = negative log-likelihood.
+    """Glow density on vectors or images; novelty = negative log-likelihood or its
+    complexity-corrected form.
+
+    A likelihood model gives simple inputs (smooth, low-contrast, compressible) a high
+    likelihood even when it never saw anything like them, so plain NLL can rank such
+    novelties as *more* normal than the training data (Nalisnick et al., ICLR 2019).
+    ``score="complexity"`` subtracts the input's complexity, as Serra et al. (ICLR 2020,
+    eq. 3) propose: S(x) = -log2 p(x) - L(x), both in bits per dimension, with L(x) the code
+    length under a generic lossless compressor (:func:`code_length`). S(x) is a likelihood
+    ratio against a universal model: it asks how much better than a compressor the flow does
+    on x. ``fit`` warns when ``score="nll"`` and the held-out normal rows' NLL tracks their code
+    length closely (Spearman correlation ``complexity_correlation_`` at least 0.8): the sign
+    that simpler inputs will look more normal.
 
     Parameters
     ----------
@@ -80,6 +133,10 @@ class FlowDensityDetector(BaseDeepDetector):
         Width of the coupling networks.
     dequantize : bool, default=True
         Add uniform noise of 1/256 of the input range to training inputs (pixel data).
+    score : {"nll", "complexity"}, default="nll"
+        The novelty term: ``"nll"``, the negative log-likelihood, or ``"complexity"``, the
+        NLL in bits per dimension of the 8-bit quantised input minus its zlib code length
+        (Serra et al., eq. 3). The input is mapped from the training range to [0, 1] for both.
     epochs : int, default=30
     batch_size : int, default=64
     learning_rate : float, default=1e-3
@@ -90,8 +147,13 @@ class FlowDensityDetector(BaseDeepDetector):
     Attributes
     ----------
     net_, normalization_, offset_, input_range_, sample_shape_, device_, n_features_in_
-        As in :class:`~sknovelty.base.BaseDeepDetector`. ``score_components(X)["nll"]`` is
-        the negative log-likelihood in nats (inputs mapped to [0, 1]).
+        As in :class:`~sknovelty.base.BaseDeepDetector`. ``score_components(X)`` has
+        ``"nll"``, the negative log-likelihood in nats (inputs mapped to [0, 1]),
+        ``"code_length"``, L(x) in bits per dimension, and ``"complexity"``, S(x) in bits per
+        dimension, whatever ``score`` is.
+    complexity_correlation_ : float
+        Spearman correlation of NLL and code length over the held-out normal rows (nan when
+        either is constant there).
 
     Examples
     --------
@@ -104,9 +166,11 @@ class FlowDensityDetector(BaseDeepDetector):
     (2,)
     """
 
-    _novelty_terms = ("nll",)
+    #: ``fit`` warns (``score="nll"``) at this Spearman correlation of NLL and code length
+    COMPLEXITY_WARNING = 0.8
 
-    def __init__(self, n_levels=2, n_steps=8, hidden_channels=64, dequantize=True, *, epochs=30,
+    def __init__(self, n_levels=2, n_steps=8, hidden_channels=64, dequantize=True, score="nll", *,
+                 epochs=30,
                  batch_size=64, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
                  device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
                  score_batch_size="auto", precision="float32"):
@@ -114,6 +178,7 @@ class FlowDensityDetector(BaseDeepDetector):
         self.n_steps = n_steps
         self.hidden_channels = hidden_channels
         self.dequantize = dequantize
+        self.score = score
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -134,7 +199,12 @@ class FlowDensityDetector(BaseDeepDetector):
         "n_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "hidden_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "dequantize": ["boolean"],
+        "score": [StrOptions({"nll", "complexity"})],
     }
+
+    @property
+    def _novelty_terms(self):
+        return (self.score,)
 
     def _build_module(self, sample_shape, input_range):
         if len(sample_shape) == 1 and sample_shape[0] < 2:
@@ -145,6 +215,37 @@ class FlowDensityDetector(BaseDeepDetector):
 
     def _build_criterion(self, sample_shape):
         return NLLLoss(math.prod(sample_shape))
+
+    def _raw_components(self, X):
+        """NLL (nats) from the flow, then L(x) and S(x) = NLL in bits/dim + 8 - L(x).
+
+        The flow's density is over inputs mapped to [0, 1]; the probability of the 8-bit bin
+        of x is about p(x) / 256^D, whence the 8 bits per dimension added to NLL / (D ln 2).
+        """
+        terms = super()._raw_components(X)
+        n_dims = math.prod(self.sample_shape_)
+        terms["code_length"] = code_length(X, *self.input_range_)
+        terms["complexity"] = terms["nll"] / (n_dims * math.log(2)) + 8 - terms["code_length"]
+        return terms
+
+    def _set_reference(self, X_ref, held_out):
+        super()._set_reference(X_ref, held_out)
+        terms = self._raw_components(X_ref)
+        if len(X_ref) < 3 or np.ptp(terms["nll"]) == 0 or np.ptp(terms["code_length"]) == 0:
+            self.complexity_correlation_ = float("nan")
+        else:
+            self.complexity_correlation_ = float(spearmanr(terms["nll"], terms["code_length"])[0])
+        if self.score == "nll" and self.complexity_correlation_ >= self.COMPLEXITY_WARNING:
+            warnings.warn(
+                f"{type(self).__name__}: the NLL of held-out normal rows tracks their "
+                f"compressed size (Spearman {self.complexity_correlation_:.2f}), so inputs "
+                "simpler than the training data may score as more normal than it. Consider "
+                "score='complexity' (NLL minus the code length, Serra et al. 2020).",
+                UserWarning, stacklevel=4)
+
+    _fitted_attributes = (*BaseDeepDetector._fitted_attributes, "complexity_correlation_")
+    _optional_fitted_attributes = (*BaseDeepDetector._optional_fitted_attributes,
+                                   "complexity_correlation_")
 
 
 # ============================================================================ ITAE (two paths)

@@ -1,0 +1,91 @@
+"""Why OLED fails on texture patches (issue 14): one fit per variant, every term measured.
+
+On ``sknovelty.datasets.make_texture_patches`` (brick; defects and foreign textures), for each
+variant: fit seconds, the AUROC of each of OLED's terms (``rec``, ``mask``, ``cont``, ``avg``),
+how far the learned masks moved (``MaskDrift``: IoU with the untrained masks, relative change
+of MG's weights, MG's gradient norm) and the training loss at the end. The labels are used to
+*explain* the failure, never to pick a default: defaults are chosen on the suite as a whole
+(``benchmarks/robustness.py``).
+
+    python benchmarks/oled_texture_diagnosis.py --seeds 0
+    python benchmarks/oled_texture_diagnosis.py --set mnist-0 --variants default "mask 0.25"
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+from _common import make_parser, provenance, provenance_lines, save_result
+
+from sknovelty import AdversarialMaskingDetector, AutoencoderDetector, ContextAutoencoderDetector
+from sknovelty.datasets import SUITE, load_suite_task
+from sknovelty.metrics import auroc
+from sknovelty.oled import MaskDrift
+
+VARIANTS = {
+    "default": (AdversarialMaskingDetector, {}),
+    "sigmoid": (AdversarialMaskingDetector, {"threshold": "sigmoid"}),
+    "epochs 60": (AdversarialMaskingDetector, {"epochs": 60}),
+    "lr 2e-3": (AdversarialMaskingDetector, {"learning_rate": 2e-3}),
+    "gamma 1": (AdversarialMaskingDetector, {"gamma": 1.0}),
+    "mask 0.25": (AdversarialMaskingDetector, {"mask_ratio": 0.25}),
+    "batch 16": (AdversarialMaskingDetector, {"batch_size": 16}),
+    "CAE": (ContextAutoencoderDetector, {}),
+    "AE": (AutoencoderDetector, {}),
+}
+
+
+def run(name, task, seed):
+    cls, params = VARIANTS[name]
+    callbacks = [MaskDrift(task.X_train[:128])] if cls is AdversarialMaskingDetector else None
+    det = cls(random_state=seed, device="cpu", callbacks=callbacks, **params)
+    start = time.perf_counter()
+    det.fit(task.X_train)
+    row = {"variant": name, "seed": seed, "fit_s": time.perf_counter() - start,
+           "train_loss_end": float(det.net_.history[-1, "train_loss"])}
+    terms = det.score_components(task.X_test)
+    for term, values in terms.items():
+        row[f"auroc_{term}"] = auroc(task.y_test, -values)
+    row["auroc_score"] = auroc(task.y_test, det.score_samples(task.X_test))
+    if callbacks:
+        h = det.net_.history
+        row["mask_iou_end"] = float(h[-1, "mask_iou"])
+        row["mask_param_change_end"] = float(h[-1, "mask_param_change"])
+        grads = [g for g in h[:, "mask_grad_norm"] if g is not None] if "mask_grad_norm" in h[0] \
+            else []
+        row["mask_grad_norm_mean"] = float(np.mean(grads)) if grads else float("nan")
+    return row
+
+
+def main():
+    parser = make_parser(__doc__, seeds=(0,))
+    parser.add_argument("--set", default="textures", choices=list(SUITE))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    info = provenance(args)
+    stem = f"oled_diagnosis_{args.set}"
+    path = os.path.join(args.out, stem + ".jsonl")
+    os.makedirs(args.out, exist_ok=True)
+    for seed in args.seeds:
+        task = load_suite_task(args.set, random_state=seed)
+        for name in args.variants:
+            row = run(name, task, seed)
+            with open(path, "a") as f:
+                f.write(json.dumps({**row, "provenance": info}) + "\n")
+            print(json.dumps(row), flush=True)
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    keys = ["auroc_score", "auroc_rec", "auroc_mask", "auroc_cont", "auroc_avg", "fit_s",
+            "train_loss_end", "mask_iou_end", "mask_param_change_end", "mask_grad_norm_mean"]
+    lines = [f"# OLED diagnosis on `{args.set}`", "", *provenance_lines(info),
+             f"- data: {task.description}", "",
+             "| variant | seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['seed']} | " + " | ".join(
+            "" if r.get(k) is None else f"{r[k]:.3g}" for k in keys) + " |")
+    save_result(args.out, stem, lines, {"provenance": info, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
