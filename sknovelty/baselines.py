@@ -96,6 +96,7 @@ class AutoencoderDetector(BaseDeepDetector):
     """
 
     _score_maps = True
+    _sample_ranks = (1, 3, 4)
 
     def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
                  epochs=50, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,

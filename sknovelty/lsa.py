@@ -12,23 +12,29 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import BaseDeepDetector, check_positive_ints
-from .nn import (AutoregressiveEstimator, build_autoencoder, check_autoencoder_parameters,
-                 reconstruction_error)
+from .nn import (AutoregressiveEstimator, SpatioTemporalEstimator, build_autoencoder,
+                 check_autoencoder_parameters, reconstruction_error)
 
 
 class LSAModule(nn.Module):
-    """f, g and h of eq. 2: ``x -> (x_rec, z, logits)`` with ``logits`` of shape ``(n, d, B)``."""
+    """f, g and h of eq. 2: ``x -> (x_rec, z, logits)`` with ``logits`` of shape ``(n, d, B)``.
+
+    For clips the code is ``(T', d)`` and h is the masked stacked convolution estimator
+    (MSC): ``z`` is returned flat, time-major, ``(n, T' d)``, with logits ``(n, T' d, B)``.
+    """
 
     def __init__(self, sample_shape, latent_dim, hidden_dim, conv_channels,
                  estimator_channels, n_bins):
         super().__init__()
         self.encoder, self.decoder = build_autoencoder(sample_shape, latent_dim, hidden_dim,
                                                        conv_channels)
-        self.estimator = AutoregressiveEstimator(latent_dim, estimator_channels, n_bins)
+        estimator = (SpatioTemporalEstimator if len(sample_shape) == 4
+                     else AutoregressiveEstimator)
+        self.estimator = estimator(latent_dim, estimator_channels, n_bins)
 
     def forward(self, x):
         z = self.encoder(x)
-        return self.decoder(z), z, self.estimator(z)
+        return self.decoder(z), z.flatten(1), self.estimator(z)
 
 
 def quantize(z, n_bins):
@@ -82,7 +88,15 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     Images ``(n, C, H, W)`` (or flat rows with ``image_shape``) use the official MNIST
     architecture: residual down blocks ``conv_channels``, FC ``hidden_dim``, FC ``latent_dim``
     + sigmoid, and the mirrored decoder. Vectors ``(n, d)`` use the fully connected form of the
-    same model (the paper's semantic-feature setting, sec. 4.3).
+    same model (the paper's semantic-feature setting, sec. 4.3). Video clips
+    ``(n, C, T, H, W)`` use the paper's video model (sec. 4, UCSD Ped2 on 8 x 32 x 32 crops):
+    five 3-D residual down blocks (channels 8, 12, 18, 27, 40) whose main-path convolutions are
+    causal in time, a time-shared linear map + sigmoid to a code of shape ``(T / 4, d)``, the
+    mirrored decoder, and for h the masked stacked convolution estimator (MSC, type A then B):
+    the CPD of dimension i at time t sees all dimensions at earlier times and dimensions < i
+    at t (``sknovelty.nn.SpatioTemporalEstimator``). ``hidden_dim`` and ``conv_channels`` do
+    not apply to clips; the paper's video estimator has ``estimator_channels=(4, 4, 4, 4)``.
+    Clip scores become frame scores with :func:`sknovelty.video.clip_to_frame_scores`.
 
     Parameters
     ----------
@@ -152,6 +166,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
 
     _novelty_terms = ("rec", "llk")
     _score_maps = True
+    _sample_ranks = (1, 3, 4)
 
     def __init__(self, lam=1.0, n_bins=100, latent_dim=64, estimator_channels=(32, 32, 32, 32),
                  hidden_dim=64, conv_channels=(32, 64), *, epochs=50, batch_size=64,

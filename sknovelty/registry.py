@@ -46,9 +46,9 @@ class Entry:
 
 
 ESTIMATORS = {
-    "LSA": Entry(LatentAutoregressiveDetector, ("vectors", "images"),
+    "LSA": Entry(LatentAutoregressiveDetector, ("vectors", "images", "clips"),
                  {**_SMALL_AE, "n_bins": 8, "estimator_channels": (4, 4)}),
-    "AE": Entry(AutoencoderDetector, ("vectors", "images"), _SMALL_AE),
+    "AE": Entry(AutoencoderDetector, ("vectors", "images", "clips"), _SMALL_AE),
     "OLED": Entry(AdversarialMaskingDetector, ("vectors", "images"),
                   {**_SMALL_MASKED, "mask_channels": (4,)}),
     "CAE": Entry(ContextAutoencoderDetector, ("vectors", "images"), _SMALL_MASKED),

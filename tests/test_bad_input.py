@@ -77,8 +77,9 @@ KNOWN_DEFECTS = {}
 
 
 # (phase, kind) -> estimator ids the kind is not bad input for, and that are too slow to fit
-# on it here (PseudoAnomalyDetector fits clips as well: test_ltg covers it)
-NOT_BAD = {("fit", "other_modality"): ("ltg",)}
+# on it here (PseudoAnomalyDetector, LSA and the AE fit clips as well: test_ltg and
+# test_lsa_video cover them)
+NOT_BAD = {("fit", "other_modality"): ("ltg", "lsa", "ae")}
 
 
 def _cases(kinds, phase):

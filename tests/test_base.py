@@ -48,8 +48,9 @@ def test_too_few_samples_is_a_clear_error():
 
 
 def test_video_clips_are_rejected_with_a_clear_error():
+    # OLED takes vectors and images only (LSA, the AE, LTG and ITAE take clips)
     with pytest.raises(ValueError, match=r"accepts vectors \(n, d\), images"):
-        tiny_lsa().fit(np.zeros((4, 1, 2, 4, 4)))
+        tiny_oled().fit(np.zeros((4, 1, 2, 4, 4)))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -2,20 +2,29 @@
 
 from .autoencoders import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, build_autoencoder,
                            check_autoencoder_parameters, reconstruction_error)
-from .autoregressive import AutoregressiveEstimator, MaskedFullyConnected
-from .blocks import ResidualDown2d, ResidualUp2d
+from .autoencoders import VideoDecoder, VideoEncoder
+from .autoregressive import (AutoregressiveEstimator, MaskedFullyConnected,
+                             MaskedStackedConvolution, SpatioTemporalEstimator)
+from .blocks import CausalConv3d, ResidualDown2d, ResidualDown3d, ResidualUp2d, ResidualUp3d
 from .flows import Glow
 
 __all__ = [
     "AutoregressiveEstimator",
+    "CausalConv3d",
     "ConvDecoder",
     "ConvEncoder",
     "Glow",
     "MLPDecoder",
     "MLPEncoder",
     "MaskedFullyConnected",
+    "MaskedStackedConvolution",
     "ResidualDown2d",
+    "ResidualDown3d",
     "ResidualUp2d",
+    "ResidualUp3d",
+    "SpatioTemporalEstimator",
+    "VideoDecoder",
+    "VideoEncoder",
     "build_autoencoder",
     "check_autoencoder_parameters",
     "reconstruction_error",

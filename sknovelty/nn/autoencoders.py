@@ -12,7 +12,7 @@ import math
 from torch import nn
 
 from .._checks import check_positive_ints
-from .blocks import LEAKY_SLOPE, ResidualDown2d, ResidualUp2d
+from .blocks import LEAKY_SLOPE, ResidualDown2d, ResidualDown3d, ResidualUp2d, ResidualUp3d
 from .layout import channels_last
 
 
@@ -92,8 +92,73 @@ class ConvDecoder(nn.Module):
         return self.out(self.blocks(x))[:, :, : self.h, : self.w]
 
 
+#: LSA's video autoencoder (UCSD Ped2 crops of 8 x 32 x 32, ``notes/lsa.md``): five 3-D down
+#: blocks with these channels and (T, H, W) strides; the decoder mirrors them
+VIDEO_CHANNELS = (8, 12, 18, 27, 40)
+VIDEO_STRIDES = ((1, 2, 2), (2, 1, 1), (1, 2, 2), (2, 1, 1), (1, 2, 2))
+
+
+def _video_grid(clip_shape):
+    """``(T', H', W')`` after the down blocks: each strided axis is divided, rounding up."""
+    t, h, w = clip_shape[1:]
+    for st, sh, sw in VIDEO_STRIDES:
+        t, h, w = -(-t // st), -(-h // sh), -(-w // sw)
+    return t, h, w
+
+
+class VideoEncoder(nn.Module):
+    """``(n, C, T, H, W) -> z (n, T', latent_dim)``: LSA's video encoder.
+
+    Five residual down blocks whose main-path convolutions are causal in time
+    (:class:`~sknovelty.nn.blocks.CausalConv3d`), then one linear map + sigmoid shared by all
+    time steps: ``z[:, t]`` is computed from the features of step t alone, so it depends on
+    frames up to ``4 t`` (the blocks' temporal strides multiply to 4) and never on later ones.
+    """
+
+    def __init__(self, clip_shape, latent_dim):
+        super().__init__()
+        widths = (clip_shape[0], *VIDEO_CHANNELS)
+        self.blocks = nn.Sequential(*(ResidualDown3d(a, b, s) for a, b, s in
+                                      zip(widths[:-1], widths[1:], VIDEO_STRIDES)))
+        _, h, w = _video_grid(clip_shape)
+        self.head = nn.Sequential(nn.Linear(VIDEO_CHANNELS[-1] * h * w, latent_dim), nn.Sigmoid())
+
+    def forward(self, x):
+        f = self.blocks(x)                                    # (n, c, T', h, w)
+        return self.head(f.transpose(1, 2).flatten(2))        # (n, T', d)
+
+
+class VideoDecoder(nn.Module):
+    """``z (n, T', latent_dim) -> (n, C, T, H, W)``: a time-shared linear map to the encoder's
+    last grid (+ BN + LeakyReLU), residual up blocks mirroring the encoder, a 1x1x1 conv
+    (linear output); cropped to the clip's size."""
+
+    def __init__(self, clip_shape, latent_dim):
+        super().__init__()
+        self.c, *self.size = clip_shape
+        _, self.h, self.w = _video_grid(clip_shape)
+        top = VIDEO_CHANNELS[-1]
+        self.expand = nn.Linear(latent_dim, top * self.h * self.w)
+        self.norm = nn.Sequential(nn.BatchNorm3d(top), nn.LeakyReLU(LEAKY_SLOPE))
+        widths = (*VIDEO_CHANNELS[::-1], max(VIDEO_CHANNELS[0] // 2, 1))
+        self.blocks = nn.Sequential(*(ResidualUp3d(a, b, s) for a, b, s in
+                                      zip(widths[:-1], widths[1:], VIDEO_STRIDES[::-1])))
+        self.out = nn.Conv3d(widths[-1], self.c, 1, bias=False)
+
+    def forward(self, z):
+        n, t = z.shape[:2]
+        grid = self.expand(z).view(n, t, -1, self.h, self.w).transpose(1, 2)
+        x = self.out(self.blocks(self.norm(grid)))
+        T, H, W = self.size
+        return x[:, :, :T, :H, :W]
+
+
 def build_autoencoder(sample_shape, latent_dim, hidden_dim, conv_channels):
-    """Encoder and decoder for vectors ``(d,)`` or images ``(C, H, W)``."""
+    """Encoder and decoder for vectors ``(d,)``, images ``(C, H, W)`` or clips
+    ``(C, T, H, W)`` (the video architecture is fixed: ``hidden_dim`` and ``conv_channels``
+    apply to vectors and images)."""
+    if len(sample_shape) == 4:
+        return VideoEncoder(sample_shape, latent_dim), VideoDecoder(sample_shape, latent_dim)
     if len(sample_shape) == 1:
         return (MLPEncoder(sample_shape[0], hidden_dim, latent_dim),
                 MLPDecoder(latent_dim, hidden_dim, sample_shape[0]))

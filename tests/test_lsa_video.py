@@ -1,0 +1,90 @@
+"""LSA on video clips: causal encoder, masked stacked convolutions (MSC), the estimator on clips."""
+
+import numpy as np
+import pytest
+import torch
+
+from sknovelty import load
+from sknovelty.nn import MaskedStackedConvolution, SpatioTemporalEstimator, VideoEncoder
+from sknovelty.video import clip_to_frame_scores, frames_to_clips
+
+from .conftest import tiny_ae, tiny_lsa
+
+
+def _allowed(t, i, t2, j, depth):
+    """Which code values the CPD of z[t, i] may see: the `depth` steps before t, and z[t, :i]."""
+    return (t - depth <= t2 < t) or (t2 == t and j < i)
+
+
+def test_msc_estimator_is_autoregressive_in_time_and_features():
+    torch.manual_seed(0)
+    d, T, channels = 5, 6, (3, 3)
+    est = SpatioTemporalEstimator(d, channels, n_bins=4)
+    z = torch.rand(1, T, d, requires_grad=True)
+    logits = est(z).view(T, d, 4)
+    depth = len(channels) + 1                         # each MSC layer reaches one step back
+    for t in range(T):
+        for i in range(d):
+            (grad,) = torch.autograd.grad(logits[t, i].sum(), z, retain_graph=True)
+            seen = grad[0].abs() > 0
+            expected = torch.tensor([[_allowed(t, i, t2, j, depth) for j in range(d)]
+                                     for t2 in range(T)])
+            # exact: a masked weight is exactly zero, so a forbidden input gets exactly zero
+            # gradient, and every allowed one is reached through random non-zero weights
+            assert torch.equal(seen, expected), (t, i)
+
+
+def test_msc_masks_survive_training_and_loading():
+    layer = MaskedStackedConvolution(4, 2, 3, "A")
+    opt = torch.optim.SGD(layer.parameters(), lr=1.0)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(torch.rand(2, 2, 5, 4)).square().sum().backward()
+        opt.step()
+    assert torch.equal(layer.conv.weight * (1 - layer.mask), torch.zeros_like(layer.conv.weight))
+    state = {k: v + 1 for k, v in layer.state_dict().items()}   # a file with masked entries set
+    layer.load_state_dict(state)
+    assert torch.equal(layer.conv.weight * (1 - layer.mask), torch.zeros_like(layer.conv.weight))
+
+
+def test_video_encoder_is_causal():
+    """z[:, t] depends on frames up to 4 t (the temporal strides multiply to 4), never later."""
+    torch.manual_seed(0)
+    enc = VideoEncoder((1, 8, 16, 16), latent_dim=6).eval()
+    x = torch.rand(2, 1, 8, 16, 16)
+    with torch.no_grad():
+        z = enc(x)
+        assert z.shape == (2, 2, 6)
+        for frame in range(8):
+            x2 = x.clone()
+            x2[:, :, frame] = torch.rand(2, 1, 16, 16)
+            changed = (enc(x2) - z).abs().amax(dim=(0, 2)) > 0          # per code step
+            # exact zeros where the frame is in the future of the code step (no path at all)
+            assert changed.tolist() == [frame <= 4 * t for t in range(2)], frame
+
+
+def test_lsa_and_autoencoder_fit_and_score_clips(clips, tmp_path):
+    det = tiny_lsa(estimator_channels=(4, 4)).fit(clips)
+    assert det.sample_shape_ == (1, 8, 16, 16)
+    terms = det.score_components(clips[:5])
+    assert set(terms) == {"rec", "llk"} and all(np.isfinite(v).all() for v in terms.values())
+    # the code is (T/4, d) = (2, 4) and the LLK sums the 8 CPDs: at most 8 ln(B) for a
+    # uniform estimator, and every CPD costs more than 0 nats
+    assert (terms["llk"] > 0).all()
+    assert det.score_maps(clips[:2]).shape == (2, 1, 8, 16, 16)
+    det.save(tmp_path / "lsa_clips.safetensors")
+    again = load(tmp_path / "lsa_clips.safetensors")
+    np.testing.assert_array_equal(again.score_samples(clips[:5]), det.score_samples(clips[:5]))
+    # clip scores to frame scores, as for the other clip detectors
+    video = np.random.RandomState(1).rand(20, 16, 16).astype(np.float32)
+    starts_clips, starts = frames_to_clips(video, clip_length=8, stride=4)
+    frames = clip_to_frame_scores(det.score_samples(starts_clips), starts, 8, len(video))
+    assert frames.shape == (20,) and np.isfinite(frames).all()
+    ae = tiny_ae().fit(clips)
+    assert ae.score_samples(clips[:3]).shape == (3,)
+
+
+def test_clips_of_another_length_are_a_clear_error(clips):
+    det = tiny_lsa(estimator_channels=(4, 4)).fit(clips)
+    with pytest.raises(ValueError, match="shape"):
+        det.score_samples(clips[:, :, :4])
