@@ -8,6 +8,7 @@ from .itae import FlowDensityDetector, TwoPathFlowDetector
 from .lsa import LatentAutoregressiveDetector
 from .ltg import PseudoAnomalyDetector
 from .mmp import MaskedMultiPredictionDetector
+from .mmp_ams import MultiAspectDetector
 from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
 from .patches import PatchwiseDetector
 
@@ -18,6 +19,7 @@ __all__ = [
     "FlowDensityDetector",
     "LatentAutoregressiveDetector",
     "MaskedMultiPredictionDetector",
+    "MultiAspectDetector",
     "PatchwiseDetector",
     "PseudoAnomalyDetector",
     "TrainingDivergedError",

@@ -149,7 +149,9 @@ def _plain(value):
 
 
 def _jsonable(value):
-    """numpy arrays and scalars (fitted attributes) as JSON lists and numbers."""
+    """numpy arrays and scalars (fitted attributes, also inside dicts) as JSON lists and numbers."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
     if hasattr(value, "tolist"):
         return value.tolist()
     return value

@@ -119,10 +119,11 @@ class StateConditionalNetwork(nn.Module):
     predictions in one batch: ``(B, D), (B, n, S) -> (B, n, *sample_shape)``.
     """
 
-    def __init__(self, sample_shape, channels, latent_dim, state_dim):
+    def __init__(self, sample_shape, channels, latent_dim, state_dim, out_shape=None):
         super().__init__()
-        self.sample_shape = tuple(sample_shape)
         self.encoder = Encoder(sample_shape, channels, latent_dim)
+        # what is predicted: the sample itself, or (MMP-AMS) another map of its size
+        sample_shape = self.sample_shape = tuple(out_shape or sample_shape)
         if len(sample_shape) == 3:
             c, h, w = sample_shape
             k = len(channels)
@@ -226,7 +227,11 @@ class MMPLoss(nn.Module):
         return {"nn": nearest / nearest[0].numel()}
 
     def forward(self, output, x):
-        errors = self.errors(*output)
+        return self.from_errors(self.errors(*output))
+
+    def from_errors(self, errors):
+        """The training loss from a ``(B, n)`` matrix of per-predictor errors (counting each
+        batch's nearest-neighbour winners in training mode)."""
         nearest, winner = errors.min(1)  # gradient reaches the nearest prediction only
         if self.training:
             self.counts += torch.bincount(winner, minlength=len(self.counts))
