@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from skorch.callbacks import Callback
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn import functional as F
 
