@@ -25,6 +25,7 @@ from sknovelty.oled import MaskDrift
 
 VARIANTS = {
     "default": (AdversarialMaskingDetector, {}),
+    "batch 64": (AdversarialMaskingDetector, {"batch_size": 64}),  # the default before issue 14
     "sigmoid": (AdversarialMaskingDetector, {"threshold": "sigmoid"}),
     "epochs 60": (AdversarialMaskingDetector, {"epochs": 60}),
     "lr 2e-3": (AdversarialMaskingDetector, {"learning_rate": 2e-3}),
@@ -43,6 +44,7 @@ def run(name, task, seed):
     start = time.perf_counter()
     det.fit(task.X_train)
     row = {"variant": name, "seed": seed, "fit_s": time.perf_counter() - start,
+           "batch_size": det.batch_size_,
            "train_loss_end": float(det.net_.history[-1, "train_loss"])}
     terms = det.score_components(task.X_test)
     for term, values in terms.items():

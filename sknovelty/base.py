@@ -416,8 +416,12 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     ----------
     epochs : int
         Number of passes over the training data.
-    batch_size : int
-        Mini-batch size for training.
+    batch_size : int or "auto"
+        Mini-batch size for training. ``"auto"`` (OLED's and the CAE's default): 64, or
+        fewer when the training rows would make fewer than 6 batches of 64 (then
+        ``n_train // 6``, at least 8), so that small training sets still get as many
+        optimizer steps per epoch as MNIST-5k's ~360 rows do. ``batch_size_`` holds the size
+        used.
     score_batch_size : int or "auto"
         Rows per forward pass when scoring (and when fixing the normalisation at the end of
         ``fit``); memory stays bounded by it, whatever the number of samples scored. X is
@@ -472,7 +476,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
 
     _parameter_constraints: dict = {
         "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
@@ -566,7 +570,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         kwargs = dict(
             module=module, criterion=self._build_criterion(self.sample_shape_),
             optimizer=torch.optim.Adam, lr=self.learning_rate, **_FUSED_ADAM,
-            max_epochs=self.epochs, batch_size=self.batch_size,
+            max_epochs=self.epochs, batch_size=self.batch_size_,
             iterator_train=BatchIterator, iterator_train__shuffle=True,
             iterator_train__generator=generator, iterator_valid=BatchIterator,
             train_split=train_split,
@@ -629,6 +633,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
                              f"samples to fit (2 to train, 1 held out); got n_samples = {n}")
         self.device_ = resolve_device(self.device)
         self.precision_ = self._resolve_precision()
+        self.batch_size_ = self._resolve_batch_size(n - n_val)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         order = np.random.RandomState(seed).permutation(n)
         to_dev = self.device_ if X.nbytes <= DEVICE_DATA_LIMIT else "cpu"
@@ -651,6 +656,24 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         self._finalize_fit()
         self._set_reference((X_val if n_val else X_train).cpu().numpy(), held_out=n_val > 0)
         return self
+
+    #: ``batch_size="auto"``: the largest batch, and the fewest batches an epoch should have
+    AUTO_BATCH = (64, 6)
+
+    def _resolve_batch_size(self, n_train):
+        """The training batch size: ``batch_size``, or for ``"auto"`` 64 unless the
+        ``n_train`` rows would make fewer than 6 such batches (then ``n_train // 6``, >= 8).
+
+        OLED on 180 texture patches, 20 epochs of 3 batches (60 Adam steps) left R
+        undertrained: AUROC 0.70 where 4x the steps at the same compute gave 0.83
+        (``benchmarks/results/oled_diagnosis_textures.md``).
+        """
+        if self.batch_size != "auto":
+            return self.batch_size
+        largest, min_batches = self.AUTO_BATCH
+        if n_train is None or math.ceil(n_train / largest) >= min_batches:
+            return largest
+        return max(8, n_train // min_batches)
 
     def _set_reference(self, X_ref, held_out):
         """Fix normalisation constants (of every term), ``offset_`` and the reference scores
@@ -698,7 +721,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
             return self.score_batch_size
         rows, values = AUTO_SCORE_BATCH["cuda" if str(self.device_).startswith("cuda") else "cpu"]
         # never below the training batch (it fits in memory with gradients besides)
-        return max(self.batch_size, min(rows, values // math.prod(self.sample_shape_)))
+        return max(self.batch_size_, min(rows, values // math.prod(self.sample_shape_)))
 
     def _resolve_precision(self):
         """The scoring precision on ``device_``: ``"bfloat16"`` only where it is native."""
@@ -867,7 +890,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     #: fitted attributes ``save`` stores when present (files of older versions lack the
     #: reference scores; ``false_alarm_rate_`` exists after ``set_false_alarm_rate``)
     _optional_fitted_attributes = ("reference_scores_", "reference_held_out_",
-                                   "false_alarm_rate_")
+                                   "false_alarm_rate_", "batch_size_")
 
     def _restore(self, fitted, module_state, criterion_state, history):
         """Rebuild the fitted state from what :func:`sknovelty.io.load` read from a file.
@@ -877,6 +900,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         """
         for name, value in fitted.items():
             setattr(self, name, value)
+        if "batch_size_" not in fitted:  # files of older versions: batch_size was an int
+            self.batch_size_ = self._resolve_batch_size(None)
         self.sample_shape_ = tuple(self.sample_shape_)
         self.input_range_ = tuple(self.input_range_)
         self.normalization_ = {k: tuple(v) for k, v in self.normalization_.items()}
@@ -911,6 +936,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         # pickled before these parameters existed: score as it did then
         self.__dict__.setdefault("precision", "float32")
         self.__dict__.setdefault("score_batch_size", self.batch_size)
+        if "net_" in self.__dict__ and "batch_size_" not in self.__dict__:
+            self.batch_size_ = self._resolve_batch_size(None)
         if "net_" in self.__dict__:
             # skorch maps CUDA tensors to the CPU when CUDA is missing: follow it.
             self.device_ = str(self.net_.device)

@@ -486,7 +486,10 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     temperature : float, default=0.5
         Width of the ``"sigmoid"`` surrogate in units of the activation map's std.
     epochs : int, default=20
-    batch_size : int, default=64
+    batch_size : int or "auto", default="auto"
+        64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
+        batches (see :class:`~sknovelty.base.BaseDeepDetector`). With 64 on 180 texture
+        patches (3 batches, 60 Adam steps in 20 epochs) R stayed undertrained.
     learning_rate : float, default=5e-4
     validation_fraction : float, default=0.1
     contamination : float, default=0.1
@@ -545,7 +548,7 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     def __init__(self, mask_ratio=0.125, gamma=50.0, lam=1.0, score_type="avg", latent_dim=64,
                  channels=(64, 96, 128), output="clip", mask_channels=(32, 48),
                  mask_update_period=3, threshold="relu", temperature=0.5, *, epochs=20,
-                 batch_size=64, learning_rate=5e-4, validation_fraction=0.1, contamination=0.1,
+                 batch_size="auto", learning_rate=5e-4, validation_fraction=0.1, contamination=0.1,
                  device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
                  score_batch_size="auto", precision="float32"):
         self.mask_ratio = mask_ratio
@@ -607,7 +610,10 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
 
     Parameters
     ----------""" + _COMMON_DOC + """    epochs : int, default=20
-    batch_size : int, default=64
+    batch_size : int or "auto", default="auto"
+        64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
+        batches (see :class:`~sknovelty.base.BaseDeepDetector`). With 64 on 180 texture
+        patches (3 batches, 60 Adam steps in 20 epochs) R stayed undertrained.
     learning_rate : float, default=5e-4
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
     n_jobs, score_batch_size, precision
@@ -630,7 +636,7 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
     """
 
     def __init__(self, mask_ratio=0.125, gamma=50.0, lam=1.0, score_type="avg", latent_dim=64,
-                 channels=(64, 96, 128), output="clip", *, epochs=20, batch_size=64,
+                 channels=(64, 96, 128), output="clip", *, epochs=20, batch_size="auto",
                  learning_rate=5e-4, validation_fraction=0.1, contamination=0.1, device="auto",
                  random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
                  score_batch_size="auto", precision="float32"):

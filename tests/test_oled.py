@@ -314,3 +314,16 @@ def test_oled_separates_a_held_out_digit(digits):
     # (the same with oneDNN limited to SSE4.1); chance is 0.5
     assert auroc(labels, -comps["avg"]) > 0.95
     assert auroc(labels, -comps["mask"]) > 0.9
+
+
+def test_auto_batch_keeps_six_batches_per_epoch_on_small_sets(digits):
+    """batch_size="auto": 64 where an epoch has at least 6 batches of 64 (MNIST-5k's ~360
+    training rows: unchanged), else n_train // 6 (at least 8)."""
+    det = tiny_oled(batch_size="auto")
+    assert [det._resolve_batch_size(n) for n in (360, 384, 320, 180, 63, 20)] == \
+        [64, 64, 53, 30, 10, 8]
+    assert tiny_oled(batch_size=16)._resolve_batch_size(180) == 16
+    X, y = digits
+    fitted = tiny_oled(batch_size="auto", validation_fraction=0.1).fit(X[y == 0][:100])
+    # 100 rows, 10 held out: 90 training rows in batches of 15, 6 per epoch
+    assert fitted.batch_size_ == 15 and fitted.net_.batch_size == 15
