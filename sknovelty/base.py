@@ -657,6 +657,10 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         self._set_reference((X_val if n_val else X_train).cpu().numpy(), held_out=n_val > 0)
         return self
 
+    #: parameters added with a default other than the old behaviour: ``{name: value that
+    #: reproduces models saved or pickled before the parameter existed}``
+    _former_defaults = {}
+
     #: ``batch_size="auto"``: the largest batch, and the fewest batches an epoch should have
     AUTO_BATCH = (64, 6)
 
@@ -936,6 +940,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         # pickled before these parameters existed: score as it did then
         self.__dict__.setdefault("precision", "float32")
         self.__dict__.setdefault("score_batch_size", self.batch_size)
+        for name, value in self._former_defaults.items():
+            self.__dict__.setdefault(name, value)
         if "net_" in self.__dict__ and "batch_size_" not in self.__dict__:
             self.batch_size_ = self._resolve_batch_size(None)
         if "net_" in self.__dict__:

@@ -411,7 +411,12 @@ def _check_format(metadata, path):
 
 
 def _instantiate(cls, params, path):
-    """``cls(**params)`` with the parameters validated as ``fit`` would validate them."""
+    """``cls(**params)`` with the parameters validated as ``fit`` would validate them.
+
+    A parameter added after the file was written takes the value that reproduces the file's
+    behaviour (``cls._former_defaults``) rather than today's default.
+    """
+    params = {**getattr(cls, "_former_defaults", {}), **params}
     try:
         model = cls(**params)
     except TypeError as exc:

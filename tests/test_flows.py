@@ -199,3 +199,31 @@ def test_flow_warns_when_its_likelihood_tracks_input_complexity(recwarn):
     det2 = tiny_flow(epochs=5, score="complexity").fit(X)
     assert not [w for w in recwarn if "compressed size" in str(w.message)]
     assert det2.complexity_correlation_ >= det.COMPLEXITY_WARNING
+
+
+def test_flow_files_and_pickles_from_before_the_score_parameter_keep_scoring_by_nll(tmp_path):
+    """score="complexity" became the default; a model saved without the parameter scored by
+    the NLL and must go on doing so after loading."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(60, 1, 8, 8)).astype(np.float32)
+    det = tiny_flow(score="nll").fit(X)
+    det.save(tmp_path / "new.safetensors")
+    with safe_open(tmp_path / "new.safetensors", "np") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    params = json.loads(meta["params"])
+    del params["score"]
+    meta["params"] = json.dumps(params)
+    save_file(tensors, tmp_path / "old.safetensors", metadata=meta)
+    old = load(tmp_path / "old.safetensors")
+    assert old.score == "nll"
+    np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
+    state = det.__getstate__()
+    del state["score"]
+    unpickled = type(det).__new__(type(det))
+    unpickled.__setstate__(state)
+    assert unpickled.score == "nll"
