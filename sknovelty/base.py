@@ -725,7 +725,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
             return self.score_batch_size
         rows, values = AUTO_SCORE_BATCH["cuda" if str(self.device_).startswith("cuda") else "cpu"]
         # never below the training batch (it fits in memory with gradients besides)
-        return max(self.batch_size_, min(rows, values // math.prod(self.sample_shape_)))
+        train_batch = getattr(self, "batch_size_", None) or self._resolve_batch_size(None)
+        return max(train_batch, min(rows, values // math.prod(self.sample_shape_)))
 
     def _resolve_precision(self):
         """The scoring precision on ``device_``: ``"bfloat16"`` only where it is native."""

@@ -458,7 +458,7 @@ def make_photo_patches(n_train=200, n_test=100, patch_size=32, random_state=None
     See Also
     --------
     make_texture_patches : Defects in a texture.
-    sknovelty.FlowDensityDetector : Its ``score="complexity"`` corrects this failure.
+    sknovelty.FlowDensityDetector : Its ``score_type="complexity"`` corrects this failure.
     """
     from sklearn.utils import check_random_state
 

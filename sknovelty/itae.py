@@ -115,7 +115,7 @@ class FlowDensityDetector(BaseDeepDetector):
     A likelihood model gives simple inputs (smooth, low-contrast, compressible) a high
     likelihood even when it never saw anything like them, so plain NLL can rank such
     novelties as *more* normal than the training data (Nalisnick et al., ICLR 2019).
-    ``score="complexity"`` subtracts the input's complexity, as Serra et al. (ICLR 2020,
+    ``score_type="complexity"`` subtracts the input's complexity, as Serra et al. (ICLR 2020,
     eq. 3) propose: S(x) = -log2 p(x) - L(x), both in bits per dimension, with L(x) the code
     length under a generic lossless compressor (:func:`code_length`). S(x) is a likelihood
     ratio against a universal model: it asks how much better than a compressor the flow does
@@ -124,7 +124,7 @@ class FlowDensityDetector(BaseDeepDetector):
     S: 0.813), on photographs against simpler images 0.094 (S: 0.897), at a small cost where
     the NLL was right (digits 0.990 -> 0.982, textures 0.999 -> 0.954). For vectors the code
     length of a few bytes is nearly constant and S ranks like the NLL. ``fit`` warns when
-    ``score="nll"`` and the held-out normal rows' NLL tracks their code length closely
+    ``score_type="nll"`` and the held-out normal rows' NLL tracks their code length closely
     (Spearman correlation ``complexity_correlation_`` at least 0.8), the sign that simpler
     inputs will look more normal; on the suite this correlation stayed below 0.8 (0.17 on
     MNIST digit 0, 0.52 on the photographs) where the NLL failed, so the warning does not
@@ -140,7 +140,7 @@ class FlowDensityDetector(BaseDeepDetector):
         Width of the coupling networks.
     dequantize : bool, default=True
         Add uniform noise of 1/256 of the input range to training inputs (pixel data).
-    score : {"nll", "complexity"}, default="complexity"
+    score_type : {"nll", "complexity"}, default="complexity"
         The novelty term: ``"nll"``, the negative log-likelihood, or ``"complexity"``, the
         NLL in bits per dimension of the 8-bit quantised input minus its zlib code length
         (Serra et al., eq. 3). The input is mapped from the training range to [0, 1] for both.
@@ -157,7 +157,7 @@ class FlowDensityDetector(BaseDeepDetector):
         As in :class:`~sknovelty.base.BaseDeepDetector`. ``score_components(X)`` has
         ``"nll"``, the negative log-likelihood in nats (inputs mapped to [0, 1]),
         ``"code_length"``, L(x) in bits per dimension, and ``"complexity"``, S(x) in bits per
-        dimension, whatever ``score`` is.
+        dimension, whatever ``score_type`` is.
     complexity_correlation_ : float
         Spearman correlation of NLL and code length over the held-out normal rows (nan when
         either is constant there).
@@ -173,14 +173,14 @@ class FlowDensityDetector(BaseDeepDetector):
     (2,)
     """
 
-    #: models saved before ``score`` existed scored by the NLL
-    _former_defaults = {"score": "nll"}
+    #: models saved before ``score_type`` existed scored by the NLL
+    _former_defaults = {"score_type": "nll"}
 
-    #: ``fit`` warns (``score="nll"``) at this Spearman correlation of NLL and code length
+    #: ``fit`` warns (``score_type="nll"``) at this Spearman correlation of NLL and code length
     COMPLEXITY_WARNING = 0.8
 
     def __init__(self, n_levels=2, n_steps=8, hidden_channels=64, dequantize=True,
-                 score="complexity", *,
+                 score_type="complexity", *,
                  epochs=30,
                  batch_size=64, learning_rate=1e-3, validation_fraction=0.1, contamination=0.1,
                  device="auto", random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
@@ -189,7 +189,7 @@ class FlowDensityDetector(BaseDeepDetector):
         self.n_steps = n_steps
         self.hidden_channels = hidden_channels
         self.dequantize = dequantize
-        self.score = score
+        self.score_type = score_type
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -210,12 +210,12 @@ class FlowDensityDetector(BaseDeepDetector):
         "n_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "hidden_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "dequantize": ["boolean"],
-        "score": [StrOptions({"nll", "complexity"})],
+        "score_type": [StrOptions({"nll", "complexity"})],
     }
 
     @property
     def _novelty_terms(self):
-        return (self.score,)
+        return (self.score_type,)
 
     def _build_module(self, sample_shape, input_range):
         if len(sample_shape) == 1 and sample_shape[0] < 2:
@@ -246,12 +246,12 @@ class FlowDensityDetector(BaseDeepDetector):
             self.complexity_correlation_ = float("nan")
         else:
             self.complexity_correlation_ = float(spearmanr(terms["nll"], terms["code_length"])[0])
-        if self.score == "nll" and self.complexity_correlation_ >= self.COMPLEXITY_WARNING:
+        if self.score_type == "nll" and self.complexity_correlation_ >= self.COMPLEXITY_WARNING:
             warnings.warn(
                 f"{type(self).__name__}: the NLL of held-out normal rows tracks their "
                 f"compressed size (Spearman {self.complexity_correlation_:.2f}), so inputs "
                 "simpler than the training data may score as more normal than it. Consider "
-                "score='complexity' (NLL minus the code length, Serra et al. 2020).",
+                "score_type='complexity' (NLL minus the code length, Serra et al. 2020).",
                 UserWarning, stacklevel=4)
 
     _fitted_attributes = (*BaseDeepDetector._fitted_attributes, "complexity_correlation_")

@@ -173,7 +173,7 @@ def test_complexity_score_corrects_the_likelihood_inversion():
     normal = _noise_images(rng, 40, 0.2)
     flat = np.full((40, 1, 8, 8), 1, np.float32) * rng.uniform(0.45, 0.55, (40, 1, 1, 1))
     X_test, y = np.r_[normal, flat].astype(np.float32), np.r_[np.ones(40), -np.ones(40)]
-    det = tiny_flow(epochs=15, score="complexity").fit(X)
+    det = tiny_flow(epochs=15, score_type="complexity").fit(X)
     terms = det.score_components(X_test)
     # S(x) is exactly the NLL in bits per dimension of the 8-bit bin, minus L(x)
     np.testing.assert_allclose(terms["complexity"],
@@ -192,17 +192,17 @@ def test_flow_warns_when_its_likelihood_tracks_input_complexity(recwarn):
     # training images of every complexity, from nearly flat to loud noise
     X = np.concatenate([_noise_images(rng, 30, s) for s in np.linspace(0.01, 0.3, 10)])
     with pytest.warns(UserWarning, match="tracks their compressed size"):
-        det = tiny_flow(epochs=5, score="nll").fit(X)
+        det = tiny_flow(epochs=5, score_type="nll").fit(X)
     assert det.complexity_correlation_ >= det.COMPLEXITY_WARNING
     # the corrected score has nothing to warn about; the attribute is still measured
     recwarn.clear()
-    det2 = tiny_flow(epochs=5, score="complexity").fit(X)
+    det2 = tiny_flow(epochs=5, score_type="complexity").fit(X)
     assert not [w for w in recwarn if "compressed size" in str(w.message)]
     assert det2.complexity_correlation_ >= det.COMPLEXITY_WARNING
 
 
 def test_flow_files_and_pickles_from_before_the_score_parameter_keep_scoring_by_nll(tmp_path):
-    """score="complexity" became the default; a model saved without the parameter scored by
+    """score_type="complexity" became the default; a model saved without the parameter scored by
     the NLL and must go on doing so after loading."""
     import json
 
@@ -211,19 +211,19 @@ def test_flow_files_and_pickles_from_before_the_score_parameter_keep_scoring_by_
 
     rng = np.random.RandomState(0)
     X = rng.uniform(size=(60, 1, 8, 8)).astype(np.float32)
-    det = tiny_flow(score="nll").fit(X)
+    det = tiny_flow(score_type="nll").fit(X)
     det.save(tmp_path / "new.safetensors")
     with safe_open(tmp_path / "new.safetensors", "np") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     params = json.loads(meta["params"])
-    del params["score"]
+    del params["score_type"]
     meta["params"] = json.dumps(params)
     save_file(tensors, tmp_path / "old.safetensors", metadata=meta)
     old = load(tmp_path / "old.safetensors")
-    assert old.score == "nll"
+    assert old.score_type == "nll"
     np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
     state = det.__getstate__()
-    del state["score"]
+    del state["score_type"]
     unpickled = type(det).__new__(type(det))
     unpickled.__setstate__(state)
-    assert unpickled.score == "nll"
+    assert unpickled.score_type == "nll"
