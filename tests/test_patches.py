@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknovelty import PatchwiseDetector, WhitenedKDE
@@ -114,9 +114,12 @@ def test_meta_estimator_contract():
     odd[:, 0, :4, :4] = 1.0
     Xy, y = np.r_[X, odd], np.r_[np.ones(40), -np.ones(20)]
     search = GridSearchCV(PatchwiseDetector(WhitenedKDE(n_components=4), patch_size=4),
-                          {"estimator__bandwidth": [0.5, 1.0]}, scoring=auroc_scorer, cv=2)
+                          {"estimator__bandwidth": [0.5, 1.0]}, scoring=auroc_scorer,
+                          cv=StratifiedKFold(2, shuffle=True, random_state=0))
     search.fit(Xy, y)
     assert set(search.cv_results_["param_estimator__bandwidth"]) == {0.5, 1.0}
+    # every fold has both labels, so every fold is scored (a bright square: measured 1.0)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     with pytest.raises(ValueError, match="larger than the sample"):
         PatchwiseDetector(WhitenedKDE(), patch_size=9).fit(X)
     with pytest.raises(ValueError, match="fitted on samples of shape"):
