@@ -725,6 +725,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
             return self.score_batch_size
         rows, values = AUTO_SCORE_BATCH["cuda" if str(self.device_).startswith("cuda") else "cpu"]
         # never below the training batch (it fits in memory with gradients besides)
+        # models pickled before batch_size_ existed had an int batch_size
         train_batch = getattr(self, "batch_size_", None) or self._resolve_batch_size(None)
         return max(train_batch, min(rows, values // math.prod(self.sample_shape_)))
 
@@ -943,8 +944,6 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         self.__dict__.setdefault("score_batch_size", self.batch_size)
         for name, value in self._former_defaults.items():
             self.__dict__.setdefault(name, value)
-        if "net_" in self.__dict__ and "batch_size_" not in self.__dict__:
-            self.batch_size_ = self._resolve_batch_size(None)
         if "net_" in self.__dict__:
             # skorch maps CUDA tensors to the CPU when CUDA is missing: follow it.
             self.device_ = str(self.net_.device)
