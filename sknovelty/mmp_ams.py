@@ -30,8 +30,8 @@ from torch.nn import functional as F
 from .base import BaseDeepDetector, check_positive_ints
 from .mmp import Encoder, MMPLoss, StateConditionalNetwork, StateGenerator, patch_mask
 
-__all__ = ["MultiAspectDetector", "ObjectSamples", "make_object_samples", "object_to_frame_scores",
-           "pack_objects", "unpack_objects"]
+__all__ = ["MultiAspectDetector", "ObjectSamples", "detect_moving_objects", "make_object_samples",
+           "object_to_frame_scores", "pack_objects", "unpack_objects"]
 
 #: the aspects of the paper (Table 5): future appearance, optical flow, class, and location
 ASPECTS = ("F", "O", "C", "location")
@@ -206,6 +206,69 @@ def make_object_samples(frames, boxes, classes, n_classes, crop_size=32, flow=No
                      np.clip(flows / flow_scale, 0, 1), np.asarray(cls), np.asarray(geom),
                      n_classes)
     return ObjectSamples(X, np.asarray(index), flow_scale)
+
+
+def detect_moving_objects(frames, background=None, threshold=0.1, min_area=4, pad=1):
+    """Boxes of what differs from a static background: a stand-in for an object detector.
+
+    The paper takes boxes and classes from YOLOv3; a user without a detector can take the
+    connected regions where a frame differs from the background by more than ``threshold``
+    (``scipy.ndimage.label``, 8-connected), each one object of class 0. This finds moving
+    people and vehicles in a fixed-camera scene such as UCSD Ped2, merges objects that touch,
+    and knows no classes, so the class aspect ``"C"`` learns nothing from it (leave it out:
+    ``aspects=("F", "O", "location")``).
+
+    Parameters
+    ----------
+    frames : array-like of shape (n_frames, H, W), values in [0, 1]
+    background : array-like of shape (H, W) or None, default=None
+        The empty scene; None takes the per-pixel median of ``frames`` (pass the training
+        videos' median for test videos).
+    threshold : float, default=0.1
+        Absolute difference from the background that counts as foreground.
+    min_area : int, default=4
+        Regions of fewer pixels are noise.
+    pad : int, default=1
+        Pixels added around each region's extent.
+
+    Returns
+    -------
+    boxes : list of n_frames arrays (k_t, 4)
+        ``(x0, y0, x1, y1)`` in pixels, for :func:`make_object_samples`.
+    classes : list of n_frames int arrays (k_t,), all 0
+
+    See Also
+    --------
+    make_object_samples : Object rows from frames and these boxes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknovelty.mmp_ams import detect_moving_objects
+    >>> frames = np.zeros((3, 20, 20)); frames[1, 5:9, 10:12] = 1.0
+    >>> boxes, classes = detect_moving_objects(frames, background=np.zeros((20, 20)))
+    >>> [len(b) for b in boxes], boxes[1].tolist()
+    ([0, 1, 0], [[9.0, 4.0, 13.0, 10.0]])
+    """
+    from scipy import ndimage
+
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be (n_frames, H, W), got shape {frames.shape}")
+    background = np.median(frames, axis=0) if background is None else np.asarray(background)
+    if background.shape != frames.shape[1:]:
+        raise ValueError(f"background has shape {background.shape}, frames {frames.shape[1:]}")
+    height, width = frames.shape[1:]
+    boxes, classes = [], []
+    for frame in frames:
+        regions, n = ndimage.label(np.abs(frame - background) > threshold, np.ones((3, 3)))
+        sizes = ndimage.sum_labels(np.ones_like(frame), regions, np.arange(1, n + 1))
+        found = [(max(sl[1].start - pad, 0), max(sl[0].start - pad, 0),
+                  min(sl[1].stop + pad, width), min(sl[0].stop + pad, height))
+                 for sl, area in zip(ndimage.find_objects(regions), sizes) if area >= min_area]
+        boxes.append(np.asarray(found, dtype=np.float32).reshape(-1, 4))
+        classes.append(np.zeros(len(found), dtype=int))
+    return boxes, classes
 
 
 def object_to_frame_scores(scores, frame_index, n_frames):

@@ -481,8 +481,9 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
     threshold : {"relu", "sigmoid"}, default="relu"
         Gradient surrogate of the threshold unit (see ``ThresholdUnit``): ``"relu"`` is
         the paper's eq. 2, which passes almost no gradient to MG (measured in
-        ``benchmarks/results/oled.md``); ``"sigmoid"`` is a differentiable alternative (a
-        deviation from the paper). The masks themselves are exactly binary in both.
+        ``benchmarks/results/one_class_mnist.md``, mask drift); ``"sigmoid"`` is a
+        differentiable alternative (a deviation from the paper). The masks themselves are
+        exactly binary in both.
     temperature : float, default=0.5
         Width of the ``"sigmoid"`` surrogate in units of the activation map's std.
     epochs : int, default=20

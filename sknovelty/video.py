@@ -18,7 +18,7 @@ import numpy as np
 from .metrics import auroc, eer
 
 __all__ = ["clip_starts", "frames_to_clips", "clip_to_frame_scores", "minmax_per_video",
-           "frame_auroc", "frame_eer", "eer", "video_frame_scores"]
+           "frame_auroc", "frame_eer", "eer", "resize_frames", "video_frame_scores"]
 
 
 def _as_frames(frames):
@@ -28,6 +28,45 @@ def _as_frames(frames):
     if frames.ndim != 4:
         raise ValueError(f"a video must be (n_frames, H, W) or (n_frames, H, W, C); got shape {frames.shape}")
     return frames
+
+
+def resize_frames(video, size):
+    """Every frame of a video resized to ``size`` (area averaging when shrinking).
+
+    Real surveillance frames (UCSD Ped2: 240 x 360) are far larger than the clips the
+    detectors train on in a CPU budget; shrink them first.
+
+    Parameters
+    ----------
+    video : array-like of shape (n_frames, H, W) or (n_frames, H, W, C)
+    size : int or tuple (height, width)
+
+    Returns
+    -------
+    ndarray of shape (n_frames, height, width) or (n_frames, height, width, C), float32
+
+    See Also
+    --------
+    frames_to_clips : Cut the resized video into clips.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknovelty.video import resize_frames
+    >>> resize_frames(np.ones((5, 240, 360)), (60, 90)).shape
+    (5, 60, 90)
+    """
+    import torch
+    from torch.nn import functional as F
+
+    frames = _as_frames(video)                                   # (n, H, W, C)
+    size = (size, size) if np.isscalar(size) else tuple(int(v) for v in size)
+    x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32))
+    shrink = size[0] <= x.shape[2] and size[1] <= x.shape[3]
+    out = F.interpolate(x, size=size, mode="area" if shrink else "bilinear",
+                        **({} if shrink else {"align_corners": False}))
+    out = out.numpy().transpose(0, 2, 3, 1)
+    return out[..., 0] if np.asarray(video).ndim == 3 else out
 
 
 def clip_starts(n_frames, clip_length, stride=1):
