@@ -159,8 +159,10 @@ def test_a_ped2_folder_feeds_lsa_oled_patches_and_mmp_ams(tmp_path):
     assert sorted(ams.score_components(rows[2].X[:3])) == ["F", "O", "location"]
 
 
-def test_the_ped2_script_runs_all_three_systems_on_a_ped2_folder(tmp_path):
-    """README's Ped2 command, on the fixture folder (1 epoch: this checks the wiring only)."""
+def test_the_ped2_script_runs_on_a_ped2_folder(tmp_path):
+    """README's Ped2 command on the fixture folder, 1 epoch: the script's own wiring (objects
+    from background subtraction, one class, no "C" aspect). The clip and frame paths are the
+    library calls of the test above; MMP-AMS alone keeps this child process short."""
     import json
     import subprocess
     import sys
@@ -172,10 +174,10 @@ def test_the_ped2_script_runs_all_three_systems_on_a_ped2_folder(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(script), "--path", str(tmp_path / "UCSDped2"), "--size", "16", "24",
          "--epochs", "1", "--seeds", "0", "--threshold", "0.3", "--out", str(tmp_path / "out"),
-         "--methods", "LSA", "OLED patches", "MMP-AMS"],
+         "--methods", "MMP-AMS"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "out" / "ped2.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["LSA", "OLED patches", "MMP-AMS"]
+    assert [r["method"] for r in rows] == ["MMP-AMS"]
     assert all(0 <= r["auroc"] <= 1 and r["fit_s"] > 0 for r in rows)
     assert "| MMP-AMS |" in (tmp_path / "out" / "ped2.md").read_text()
