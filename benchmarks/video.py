@@ -176,7 +176,6 @@ def fit_and_score(method, seed, epochs, data):
                 scores = _itae_scores(det, test)
             else:
                 scores = video_frame_scores(det.score_samples, test, T, 2)
-        n_scored = sum(len(v) for v in test)
         if method == "LSA":
             for term in ("rec", "llk"):
                 extra[term.upper()] = video_frame_scores(
@@ -190,7 +189,6 @@ def fit_and_score(method, seed, epochs, data):
             det.fit(X)
         with Stopwatch() as scoring:
             scores = [det.score_samples(v[:, None]) for v in test]
-        n_scored = sum(len(v) for v in test)
     else:
         X, test_rows = _object_rows(train, test, objects)
         with Stopwatch() as fit:
@@ -198,7 +196,6 @@ def fit_and_score(method, seed, epochs, data):
         with Stopwatch() as scoring:
             scores = [object_to_frame_scores(det.score_samples(r.X), r.frame_index, len(v))
                       for r, v in zip(test_rows, test)]
-        n_scored = sum(len(v) for v in test)
         terms = [det.score_components(r.X) for r in test_rows]
         for aspect in det.aspects:
             extra[aspect] = [object_to_frame_scores(-t[aspect], r.frame_index, len(v))
@@ -207,7 +204,7 @@ def fit_and_score(method, seed, epochs, data):
             extra[" + ".join(step)] = [object_to_frame_scores(
                 -sum(det._normalized(a, t[a]) for a in step), r.frame_index, len(v))
                 for t, r, v in zip(terms, test_rows, test)]
-    return scores, extra, fit.seconds, n_scored / scoring.seconds
+    return scores, extra, fit.seconds, sum(len(v) for v in test) / scoring.seconds
 
 
 def run(args):
