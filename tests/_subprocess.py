@@ -13,13 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_python(code, timeout=180, env=None):
+def run_python(code, timeout=180, env=None, check=True):
     """Run ``code`` in a fresh interpreter with the repository root on ``sys.path``.
 
     Returns the child's standard output. The calling test fails, with the child's exit
     status or signal and the tail of its output, when the child exits non-zero, dies from a
     signal, or runs past ``timeout`` seconds (a hang). The environment is inherited, so
     ``SKNOVELTY_TEST_THREADS`` applies in the child when it imports ``tests.conftest``.
+
+    With ``check=False`` nothing fails here: the result is ``(stdout, failure)``, ``failure``
+    being ``None`` or the message the test would have failed with (for a fixture whose child
+    serves several tests, each of which then fails on its own missing part).
     """
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     child_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
@@ -27,11 +31,19 @@ def run_python(code, timeout=180, env=None):
         proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
                               env=child_env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the child process hung: still running after {timeout} s\n"
-                    f"{exc.stdout or ''}{exc.stderr or ''}")
-    if proc.returncode != 0:
-        how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-               else f"exit code {proc.returncode}")
-        pytest.fail(f"the child process failed ({how}):\n{proc.stdout[-2000:]}\n"
-                    f"{proc.stderr[-4000:]}")
-    return proc.stdout
+        stdout = exc.stdout or ""
+        stdout = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout
+        failure = (f"the child process hung: still running after {timeout} s\n"
+                   f"{stdout}{exc.stderr or ''}")
+    else:
+        stdout, failure = proc.stdout, None
+        if proc.returncode != 0:
+            how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+                   else f"exit code {proc.returncode}")
+            failure = (f"the child process failed ({how}):\n{proc.stdout[-2000:]}\n"
+                       f"{proc.stderr[-4000:]}")
+    if not check:
+        return stdout, failure
+    if failure:
+        pytest.fail(failure)
+    return stdout
