@@ -130,3 +130,53 @@ def test_aspects_can_be_left_out_and_weighted():
         _tiny(aspects=("F", "Z")).fit(X)
     with pytest.raises(ValueError, match="not in aspects"):
         _tiny(aspects=("F",), aspect_weights={"O": 1.0}).fit(X)
+
+
+# scikit-learn's checks that need no fit on random data: parametrize_with_checks cannot run
+# the others, because a row of MultiAspectDetector has a layout fixed by crop_shape and
+# n_classes (pack_objects) that the checks' random matrices do not have
+API_CHECKS = ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+              "check_get_params_invariance", "check_set_params", "check_estimator_repr",
+              "check_estimator_cloneable", "check_mixin_order", "check_valid_tag_types",
+              "check_do_not_raise_errors_in_init_or_set_params"]
+
+
+@pytest.mark.parametrize("check", API_CHECKS)
+def test_scikit_learn_api_checks(check):
+    from sklearn.utils import estimator_checks
+    getattr(estimator_checks, check)("MultiAspectDetector", _tiny())
+
+
+def test_the_contract_on_object_rows():
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from sknovelty.metrics import auroc_scorer
+
+    rng = np.random.RandomState(0)
+    X = _objects(rng, 60)
+    det = _tiny(epochs=2).fit(X)
+    assert det.n_features_in_ == X.shape[1] and not hasattr(clone(det), "net_")
+    before = det.score_samples(X[:8])
+    det.decision_function(X), det.predict(X), det.score_components(X)
+    # scoring changes nothing, and a pickled copy scores the same
+    np.testing.assert_array_equal(det.score_samples(X[:8]), before)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(det)).score_samples(X[:8]), before)
+    # bad rows: a clear error, never NaN scores, and the fitted model is untouched
+    bad = X[:4].copy()
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        det.score_samples(bad)
+    with pytest.raises(ValueError, match="features"):
+        det.score_samples(X[:4, :-1])
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        det.fit(bad)
+    np.testing.assert_array_equal(det.score_samples(X[:8]), before)
+    # a search over an inner hyperparameter, scored on labelled rows
+    y = np.r_[np.ones(30), -np.ones(30)]
+    Xy = np.r_[X[:30], _objects(rng, 30, "location")]
+    search = GridSearchCV(_tiny(epochs=1), {"aspect_weights": [None, {"location": 2.0}]},
+                          scoring=auroc_scorer, cv=StratifiedKFold(2)).fit(Xy, y)
+    assert search.best_params_["aspect_weights"] in (None, {"location": 2.0})
