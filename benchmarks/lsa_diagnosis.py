@@ -25,6 +25,8 @@ the mean AUROC across all classes (never per class); the file reports both.
     python benchmarks/lsa_diagnosis.py --seeds 0          # 10 classes, ~45 min on 2 cores
     python benchmarks/lsa_diagnosis.py --seeds 1 2 --bins --no-default-h --merge  # NS only
     python benchmarks/lsa_diagnosis.py --seeds 0 --lam 3 --tag lam3 --merge   # full refits
+    python benchmarks/lsa_diagnosis.py --seeds 0 --llk-target interpolated --tag interpolated \
+        --bins --no-default-h --merge     # the differentiable LLK (a departure), no phase 2
 
 Run it alone on the machine: it reports no timings, but torch's results depend on the number
 of threads (``--n-jobs``, default 1 so that the rows repeat on any machine with the same CPU).
@@ -69,8 +71,9 @@ def zscore(values, reference):
 
 
 @torch.inference_mode()
-def terms(module, X, chunk=256):
-    """REC, LLK (nats) and the codes z of X under ``module`` in eval mode."""
+def terms(module, X, chunk=256, target="bin"):
+    """REC, LLK (nats; ``target`` as in ``latent_nll``) and the codes z of X under ``module``
+    in eval mode."""
     was_training = module.training
     module.eval()
     rec, llk, codes = [], [], []
@@ -79,7 +82,7 @@ def terms(module, X, chunk=256):
         xb = torch.from_numpy(X[start:start + chunk]).to(device)
         x_rec, z, logits = module(xb)
         rec.append((xb - x_rec).square().flatten(1).sum(1).double().cpu())
-        llk.append(latent_nll(logits, z).double().cpu())
+        llk.append(latent_nll(logits, z, target).double().cpu())
         codes.append(z.cpu())
     module.train(was_training)
     return torch.cat(rec).numpy(), torch.cat(llk).numpy(), torch.cat(codes)
@@ -99,8 +102,9 @@ def aurocs(y_test, rec, llk, rec_ref, llk_ref, scale=minmax):
 class EpochProbe(Callback):
     """Every ``every`` epochs: NLL of training and held-out rows, occupancy, test AUROCs."""
 
-    def __init__(self, X_train, X_val, X_test, y_test, n_bins, every):
+    def __init__(self, X_train, X_val, X_test, y_test, n_bins, every, target="bin"):
         self.data = X_train, X_val, X_test, y_test
+        self.target = target
         self.n_bins, self.every, self.rows = n_bins, every, []
 
     def on_epoch_end(self, net, **kwargs):
@@ -108,9 +112,9 @@ class EpochProbe(Callback):
         if epoch % self.every and epoch != net.max_epochs:
             return
         X_train, X_val, X_test, y_test = self.data
-        _, llk_tr, codes = terms(net.module_, X_train)
-        rec_val, llk_val, _ = terms(net.module_, X_val)
-        rec_te, llk_te, _ = terms(net.module_, X_test)
+        _, llk_tr, codes = terms(net.module_, X_train, target=self.target)
+        rec_val, llk_val, _ = terms(net.module_, X_val, target=self.target)
+        rec_te, llk_te, _ = terms(net.module_, X_test, target=self.target)
         self.rows.append({"epoch": epoch, "nll_train": float(llk_tr.mean()),
                           "nll_val": float(llk_val.mean()),
                           "occupancy": occupancy(codes, self.n_bins),
@@ -148,21 +152,23 @@ def refit_estimator(Z_train, Z_val, n_bins, width, seed, max_epochs, patience=8)
 
 def run_one(X, y, k, seed, args):
     X_train, X_test, y_test = one_class_split(X, y, k, test_size=0.2, random_state=seed)
-    det = LatentAutoregressiveDetector(lam=args.lam, random_state=seed, device="cpu",
-                                       n_jobs=args.n_jobs)
+    det = LatentAutoregressiveDetector(lam=args.lam, llk_target=args.llk_target,
+                                       random_state=seed, device="cpu", n_jobs=args.n_jobs)
     if args.epochs:
         det.set_params(epochs=args.epochs)
     tr, va = held_out_split(det, len(X_train))
-    probe = EpochProbe(X_train[tr], X_train[va], X_test, y_test, det.n_bins, args.probe_every)
+    probe = EpochProbe(X_train[tr], X_train[va], X_test, y_test, det.n_bins, args.probe_every,
+                       args.llk_target)
     det.set_params(callbacks=[("probe", probe)]).fit(X_train)
-    base = {"class": k, "seed": seed, "lam": args.lam, "epochs": det.epochs, "tag": args.tag}
+    base = {"class": k, "seed": seed, "lam": args.lam, "epochs": det.epochs, "tag": args.tag,
+            "llk_target": args.llk_target}
     probe = dict(det.net_.callbacks_)["probe"]  # fit works on a copy of the callbacks
     rows = [{**base, "variant": f"epoch {r['epoch']}", **r} for r in probe.rows]
 
     module = det.net_.module_
-    rec_tr, llk_tr, Z_tr = terms(module, X_train[tr])
-    rec_va, llk_va, Z_va = terms(module, X_train[va])
-    rec_te, llk_te, Z_te = terms(module, X_test)
+    rec_tr, llk_tr, Z_tr = terms(module, X_train[tr], target=args.llk_target)
+    rec_va, llk_va, Z_va = terms(module, X_train[va], target=args.llk_target)
+    rec_te, llk_te, Z_te = terms(module, X_test, target=args.llk_target)
     d = Z_tr.shape[1]
     density = lambda nll, B: float(nll) - d * math.log(B)  # noqa: E731 (NLL of the density)
     for name, scale, ref in (("NS minmax held-out (default)", minmax, "va"),
@@ -174,6 +180,15 @@ def run_one(X, y, k, seed, args):
                      "nll_val_density": density(llk_va.mean(), det.n_bins),
                      "occupancy": occupancy(Z_tr, det.n_bins),
                      **aurocs(y_test, rec_te, llk_te, rec_ref, llk_ref, scale)})
+    if args.llk_target == "bin":
+        # the same fitted model, its LLK read as the piecewise-linear density at scoring only
+        # (latent_nll(..., "interpolated")): smoothing the histogram without retraining
+        llk_i = {n: terms(module, X_part, target="interpolated")[1]
+                 for n, X_part in (("va", X_train[va]), ("te", X_test))}
+        rows.append({**base, "variant": "NS, LLK read interpolated (scoring only)",
+                     "nll_val": float(llk_i["va"].mean()),
+                     "occupancy": occupancy(Z_tr, det.n_bins),
+                     **aurocs(y_test, rec_te, llk_i["te"], rec_va, llk_i["va"])})
     configs = [(B, w) for B in args.bins for w in args.widths]
     if args.default_h and (det.n_bins, 32) not in configs:
         configs.append((det.n_bins, 32))  # the jointly trained estimator's own size
@@ -225,6 +240,8 @@ def main():
     p = make_parser(__doc__, seeds=[0], classes=range(10), epochs=True)
     p.add_argument("--lam", type=float, default=1.0)
     p.add_argument("--tag", default="defaults", help="name of this run in the tables")
+    p.add_argument("--llk-target", default="bin", choices=["bin", "interpolated"],
+                   help="the LLK's form (LatentAutoregressiveDetector's llk_target)")
     p.add_argument("--bins", type=int, nargs="*", default=[10, 20, 100])
     p.add_argument("--widths", type=int, nargs="+", default=[8])
     p.add_argument("--default-h", action=argparse.BooleanOptionalAction, default=True,
@@ -239,10 +256,13 @@ def main():
     args = p.parse_args()
     path = os.path.join(args.out, STEM + ".json")
     old = json.load(open(path)) if args.merge and os.path.exists(path) else {"rows": [], "runs": []}
+    notes = old.get("notes", [])  # written by hand, kept through merges
     if args.combine:
         rows, runs = old["rows"], old["runs"]
-        for other in args.combine:
+        for other in args.combine:  # a later file's (tag, seed, class) replaces an earlier one's
             other = json.load(open(other))
+            done = {(r["tag"], r["seed"], r["class"]) for r in other["rows"]}
+            rows = [r for r in rows if (r["tag"], r["seed"], r["class"]) not in done]
             rows, runs = rows + other["rows"], runs + other["runs"]
     else:
         X, y = load_mnist_5k()
@@ -253,12 +273,12 @@ def main():
         for seed in args.seeds:
             for k in args.classes:
                 rows += run_one(X, y, k, seed, args)
-                write(args.out, rows, runs)  # after every class: a stopped run keeps its rows
+                write(args.out, rows, runs, notes)  # after every class: a stopped run keeps its rows
         return
-    write(args.out, rows, runs)
+    write(args.out, rows, runs, notes)
 
 
-def write(out, rows, runs):
+def write(out, rows, runs, notes=()):
     lines = ["# LSA diagnosis: NS vs REC vs LLK (issue 18)", "",
              "Rows: mean test AUROC over the (class, seed) pairs each run has; 'epoch k' rows "
              "are the jointly trained model after k epochs; 'NS ...' rows rescale the final "
@@ -268,7 +288,8 @@ def write(out, rows, runs):
              *summary(rows), "", "## Runs", ""]
     for run in runs:
         lines += provenance_lines(run) + [""]
-    save_result(out, STEM, lines, {"rows": rows, "runs": runs})
+    lines += list(notes)
+    save_result(out, STEM, lines, {"rows": rows, "runs": runs, "notes": list(notes)})
 
 
 if __name__ == "__main__":

@@ -98,6 +98,31 @@ def test_latent_nll_equals_hand_computed_cross_entropy():
     assert latent_nll(logits, z).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_interpolated_latent_nll_is_a_differentiable_density_equal_to_the_bin_nll_at_centres():
+    # B = 4 bins with centres 0.125, 0.375, 0.625, 0.875; one CPD
+    logits = torch.tensor([[[0.0, 1.0, 2.0, -1.0]]])
+    p = np.exp([0.0, 1.0, 2.0, -1.0]) / np.exp([0.0, 1.0, 2.0, -1.0]).sum()
+    # z = 0.45 lies 0.3 of the way from centre 1 to centre 2: -log(0.7 p1 + 0.3 p2)
+    z = torch.tensor([[0.45]], requires_grad=True)
+    nll = latent_nll(logits, z, "interpolated")
+    # float32 against float64: ~1e-7 relative
+    assert nll.item() == pytest.approx(-np.log(0.7 * p[1] + 0.3 * p[2]), rel=1e-6)
+    nll.backward()
+    # d/dz = -B (p2 - p1) / (0.7 p1 + 0.3 p2): toward the likelier bin 2 (float32: 1e-5)
+    assert z.grad.item() == pytest.approx(-4 * (p[2] - p[1]) / (0.7 * p[1] + 0.3 * p[2]),
+                                          rel=1e-5)
+    # at the bin centres and in the end half-bins it is the bin NLL of supp. eq. 11
+    at = torch.tensor([[0.125], [0.375], [0.625], [0.875], [0.05], [0.99]])
+    rows = logits.expand(len(at), 1, 4)
+    assert torch.allclose(latent_nll(rows, at, "interpolated"), latent_nll(rows, at), atol=1e-5)
+    # B p(z) integrates to 1 over [0, 1] (trapezoid rule on a fine grid: error ~1e-6)
+    grid = torch.linspace(0, 1, 100_001)[:, None]
+    density = 4 * torch.exp(-latent_nll(logits.expand(len(grid), 1, 4), grid, "interpolated"))
+    assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="target"):
+        latent_nll(logits, z, "nearest")
+
+
 def test_lsa_loss_is_eq4_batch_mean():
     x = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     x_rec = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # rec = 5 and 2
