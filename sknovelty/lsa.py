@@ -14,13 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import BaseDeepDetector, check_positive_ints
-from .nn import (
-    AutoregressiveEstimator,
-    SpatioTemporalEstimator,
-    build_autoencoder,
-    check_autoencoder_parameters,
-    reconstruction_error,
-)
+from .nn import (AutoregressiveEstimator, SpatioTemporalEstimator, build_autoencoder,
+                 check_autoencoder_parameters, reconstruction_error)
 
 
 class LSAModule(nn.Module):
@@ -215,8 +210,9 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     _score_maps = True
     _sample_ranks = (1, 3, 4)
 
-    def __init__(self, lam=1.0, n_bins=100, llk_target="bin", latent_dim=64, estimator_channels=(32, 32, 32, 32),
-                 hidden_dim=64, conv_channels=(32, 64), *, epochs=50, batch_size=64,
+    def __init__(self, lam=1.0, n_bins=100, llk_target="bin", latent_dim=64,
+                 estimator_channels=(32, 32, 32, 32), hidden_dim=64, conv_channels=(32, 64), *,
+                 epochs=50, batch_size=64,
                  learning_rate=1e-3, validation_fraction=0.1, contamination=0.1, device="auto",
                  random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
                  score_batch_size="auto", precision="float32"):

@@ -31,10 +31,9 @@ def run_python(code, timeout=180, env=None, check=True):
         proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
                               env=child_env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        stdout = exc.stdout or ""
-        stdout = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout
-        failure = (f"the child process hung: still running after {timeout} s\n"
-                   f"{stdout}{exc.stderr or ''}")
+        stdout, stderr = (s.decode(errors="replace") if isinstance(s, bytes) else s or ""
+                          for s in (exc.stdout, exc.stderr))
+        failure = f"the child process hung: still running after {timeout} s\n{stdout}{stderr}"
     else:
         stdout, failure = proc.stdout, None
         if proc.returncode != 0:
