@@ -6,7 +6,8 @@ its defaults (or with ``--lam``), and:
 * **per epoch** (every ``--probe-every`` epochs, in eval mode, without touching the training):
   the mean latent NLL of the training rows and of the held-out rows, the code occupancy (median
   over latent dimensions of the number of the B bins that the training codes fall in), and the
-  test AUROC of REC, LLK and NS (NS with min-max constants from the held-out rows, as at fit);
+  test AUROC of REC, LLK and NS (NS with min-max constants from the held-out rows, as fit did
+  until ``normalize_on="train"`` became the default);
 * **after the fit**, on the same model (no retraining of the autoencoder):
   - the NS constants: min-max (eq. 10) or z-scores, from the ~40 held-out rows or from the
     ~360 training rows;
@@ -27,6 +28,8 @@ the mean AUROC across all classes (never per class); the file reports both.
     python benchmarks/lsa_diagnosis.py --seeds 0 --lam 3 --tag lam3 --merge   # full refits
     python benchmarks/lsa_diagnosis.py --seeds 0 --llk-target interpolated --tag interpolated \
         --bins --no-default-h --merge     # the differentiable LLK (a departure), no phase 2
+    python benchmarks/lsa_diagnosis.py --seeds 0 --classes 0 1 2 3 --train-fraction 0.5 \
+        --tag "half the rows" --bins --no-default-h --merge   # the LLK against the data size
 
 Run it alone on the machine: it reports no timings, but torch's results depend on the number
 of threads (``--n-jobs``, default 1 so that the rows repeat on any machine with the same CPU).
@@ -152,6 +155,9 @@ def refit_estimator(Z_train, Z_val, n_bins, width, seed, max_epochs, patience=8)
 
 def run_one(X, y, k, seed, args):
     X_train, X_test, y_test = one_class_split(X, y, k, test_size=0.2, random_state=seed)
+    if args.train_fraction < 1:  # fewer training codes for the estimator (a seeded subset)
+        keep = np.random.RandomState(seed).permutation(len(X_train))
+        X_train = X_train[np.sort(keep[:round(args.train_fraction * len(X_train))])]
     det = LatentAutoregressiveDetector(lam=args.lam, llk_target=args.llk_target,
                                        random_state=seed, device="cpu", n_jobs=args.n_jobs)
     if args.epochs:
@@ -161,7 +167,7 @@ def run_one(X, y, k, seed, args):
                        args.llk_target)
     det.set_params(callbacks=[("probe", probe)]).fit(X_train)
     base = {"class": k, "seed": seed, "lam": args.lam, "epochs": det.epochs, "tag": args.tag,
-            "llk_target": args.llk_target}
+            "llk_target": args.llk_target, "n_train": len(X_train)}
     probe = dict(det.net_.callbacks_)["probe"]  # fit works on a copy of the callbacks
     rows = [{**base, "variant": f"epoch {r['epoch']}", **r} for r in probe.rows]
 
@@ -171,9 +177,9 @@ def run_one(X, y, k, seed, args):
     rec_te, llk_te, Z_te = terms(module, X_test, target=args.llk_target)
     d = Z_tr.shape[1]
     density = lambda nll, B: float(nll) - d * math.log(B)  # noqa: E731 (NLL of the density)
-    for name, scale, ref in (("NS minmax held-out (default)", minmax, "va"),
+    for name, scale, ref in (("NS minmax held-out (former default)", minmax, "va"),
                              ("NS zscore held-out", zscore, "va"),
-                             ("NS minmax train rows", minmax, "tr"),
+                             ("NS minmax train rows (default)", minmax, "tr"),
                              ("NS zscore train rows", zscore, "tr")):
         rec_ref, llk_ref = (rec_va, llk_va) if ref == "va" else (rec_tr, llk_tr)
         rows.append({**base, "variant": name, "nll_val": float(llk_va.mean()),
@@ -249,6 +255,9 @@ def main():
     p.add_argument("--max-h-epochs", type=int, default=60)
     p.add_argument("--probe-every", type=int, default=10)
     p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="train on this share of the class's training rows (seeded): does the "
+                        "LLK depend on the number of training codes?")
     p.add_argument("--merge", action="store_true", help="add to the rows already in the file")
     p.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                    help="run nothing: merge these result files (e.g. of runs on several "
@@ -278,7 +287,13 @@ def main():
     write(args.out, rows, runs, notes)
 
 
+#: variant names of rows written before ``normalize_on="train"`` became LSA's default
+RENAMED = {"NS minmax held-out (default)": "NS minmax held-out (former default)",
+           "NS minmax train rows": "NS minmax train rows (default)"}
+
+
 def write(out, rows, runs, notes=()):
+    rows = [{**r, "variant": RENAMED.get(r["variant"], r["variant"])} for r in rows]
     lines = ["# LSA diagnosis: NS vs REC vs LLK (issue 18)", "",
              "Rows: mean test AUROC over the (class, seed) pairs each run has; 'epoch k' rows "
              "are the jointly trained model after k epochs; 'NS ...' rows rescale the final "

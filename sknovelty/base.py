@@ -443,8 +443,9 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         Adam learning rate.
     validation_fraction : float in [0, 1)
         Share of the (normal) training rows held out: the normalisation constants of the score
-        and ``offset_`` are computed on it, and skorch reports ``valid_loss`` on it (so
-        ``EarlyStopping`` works). With 0 they are computed on the training rows.
+        (except LSA's, see its ``normalize_on``) and ``offset_`` are computed on it, and skorch
+        reports ``valid_loss`` on it (so ``EarlyStopping`` works). With 0 they are computed on
+        the training rows.
     contamination : float in (0, 0.5]
         Expected share of outliers: ``offset_`` is the ``100 * contamination`` percentile of the
         held-out scores.
@@ -654,8 +655,16 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()
         self._finalize_fit()
-        self._set_reference((X_val if n_val else X_train).cpu().numpy(), held_out=n_val > 0)
+        X_norm = X_train.cpu().numpy() if self._normalize_on_training_rows() and n_val else None
+        self._set_reference((X_val if n_val else X_train).cpu().numpy(), held_out=n_val > 0,
+                            X_norm=X_norm)
         return self
+
+    def _normalize_on_training_rows(self):
+        """Whether the normalisation constants of the novelty terms come from the training
+        rows rather than the held-out ones (``offset_`` and the p-value reference always come
+        from the held-out rows)."""
+        return False
 
     #: parameters added with a default other than the old behaviour: ``{name: value that
     #: reproduces models saved or pickled before the parameter existed}``
@@ -679,14 +688,18 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
             return largest
         return max(8, n_train // min_batches)
 
-    def _set_reference(self, X_ref, held_out):
+    def _set_reference(self, X_ref, held_out, X_norm=None):
         """Fix normalisation constants (of every term), ``offset_`` and the reference scores
-        of p-values on held-out normal rows (the training rows when ``held_out`` is False)."""
+        of p-values on held-out normal rows (the training rows when ``held_out`` is False).
+        With ``X_norm`` the normalisation constants come from those rows instead."""
         terms = self._raw_components(X_ref)
+        norm_terms = terms if X_norm is None else self._raw_components(X_norm)
         if self._normalization == "zscore":
-            self.normalization_ = {k: (float(v.mean()), float(v.std())) for k, v in terms.items()}
+            self.normalization_ = {k: (float(v.mean()), float(v.std()))
+                                   for k, v in norm_terms.items()}
         else:
-            self.normalization_ = {k: (float(v.min()), float(v.max())) for k, v in terms.items()}
+            self.normalization_ = {k: (float(v.min()), float(v.max()))
+                                   for k, v in norm_terms.items()}
         scores = self._combine(terms)
         self.offset_ = float(np.percentile(scores, 100 * self.contamination))
         self._set_reference_scores(scores, held_out)

@@ -239,8 +239,8 @@ class FlowDensityDetector(BaseDeepDetector):
         terms["complexity"] = terms["nll"] / (n_dims * math.log(2)) + 8 - terms["code_length"]
         return terms
 
-    def _set_reference(self, X_ref, held_out):
-        super()._set_reference(X_ref, held_out)
+    def _set_reference(self, X_ref, held_out, X_norm=None):
+        super()._set_reference(X_ref, held_out, X_norm)
         terms = self._raw_components(X_ref)
         if len(X_ref) < 3 or np.ptp(terms["nll"]) == 0 or np.ptp(terms["code_length"]) == 0:
             self.complexity_correlation_ = float("nan")

@@ -450,9 +450,9 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     def _finalize_fit(self):
         self.participation_ = self.net_.criterion_.participation.cpu().numpy().copy()
 
-    def _set_reference(self, X_ref, held_out):
+    def _set_reference(self, X_ref, held_out, X_norm=None):
         self._check_not_collapsed(X_ref)
-        super()._set_reference(X_ref, held_out)
+        super()._set_reference(X_ref, held_out, X_norm)
 
     def _check_not_collapsed(self, X_ref):
         """Raise if every prediction ignores its input although the visible inputs differ.

@@ -372,3 +372,42 @@ def test_grid_search_agrees_across_its_n_jobs_when_the_estimator_fixes_threads(d
         results.append(search.fit(Xs, ys).cv_results_)
     for key in ("split0_test_score", "split1_test_score"):
         np.testing.assert_array_equal(results[0][key], results[1][key])
+
+
+def test_lsa_normalises_its_terms_on_the_training_rows_and_thresholds_on_held_out_ones(blobs):
+    """Issue 18: LSA's eq. 10 constants come from the training rows (``normalize_on="train"``,
+    the default), ``offset_`` and the p-value reference still from the held-out rows;
+    ``"held_out"`` is the former behaviour. The choice does not touch training."""
+    import math
+
+    X = blobs[:60]
+    new = tiny_lsa(epochs=2, random_state=0).fit(X)
+    old = tiny_lsa(epochs=2, random_state=0, normalize_on="held_out").fit(X)
+    assert new.normalize_on == "train"
+    old_state = old.net_.module_.state_dict()
+    for k, v in new.net_.module_.state_dict().items():
+        assert torch.equal(v, old_state[k]), k
+    # the split fit uses: a seeded permutation, the first ceil(0.1 n) rows held out
+    seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
+    order = np.random.RandomState(seed).permutation(len(X))
+    n_val = math.ceil(new.validation_fraction * len(X))
+    train, held = order[n_val:], order[:n_val]
+    terms = new.score_components(X)
+    # float32 forward passes in chunks of another composition: ~1e-7 relative
+    for name, values in terms.items():
+        np.testing.assert_allclose(new.normalization_[name],
+                                   (values[train].min(), values[train].max()), rtol=1e-5)
+        np.testing.assert_allclose(old.normalization_[name],
+                                   (values[held].min(), values[held].max()), rtol=1e-5)
+    assert new.normalization_ != old.normalization_
+    for model in (new, old):
+        assert model.reference_held_out_
+        np.testing.assert_allclose(model.reference_scores_,
+                                   np.sort(model.score_samples(X[held])), rtol=1e-5, atol=1e-6)
+    # a model pickled before the parameter existed had its constants from the held-out rows
+    state = new.__getstate__()
+    del state["normalize_on"]
+    unpickled = type(new).__new__(type(new))
+    unpickled.__setstate__(state)
+    assert unpickled.normalize_on == "held_out"
+    np.testing.assert_array_equal(unpickled.score_samples(X), new.score_samples(X))
