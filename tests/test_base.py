@@ -2,6 +2,7 @@
 labels in fit, persistence, pipelines, devices."""
 
 import io
+import math
 import pickle
 
 import joblib
@@ -378,8 +379,6 @@ def test_lsa_normalises_its_terms_on_the_training_rows_and_thresholds_on_held_ou
     """Issue 18: LSA's eq. 10 constants come from the training rows (``normalize_on="train"``,
     the default), ``offset_`` and the p-value reference still from the held-out rows;
     ``"held_out"`` is the former behaviour. The choice does not touch training."""
-    import math
-
     X = blobs[:60]
     new = tiny_lsa(epochs=2, random_state=0).fit(X)
     old = tiny_lsa(epochs=2, random_state=0, normalize_on="held_out").fit(X)
