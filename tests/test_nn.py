@@ -1,5 +1,7 @@
 """The mathematics of the building blocks: autoregressive masks, LLK, REC, block shapes."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,8 @@ def test_mfc_is_autoregressive(mask_type):
     d, ci, co = 6, 3, 2
     layer = MaskedFullyConnected(d, ci, co, mask_type).double()
     # fill every weight, masked ones included, with nonzero values: the mask must still hold
-    torch.nn.init.uniform_(layer.linear.weight, 0.5, 1.0)
+    for weight in layer.parameters():
+        torch.nn.init.uniform_(weight, 0.5, 1.0)
     dep = _dependence(layer, d, ci)
     i, j = np.indices((d, d))
     allowed = j < i if mask_type == "A" else j <= i
@@ -69,7 +72,8 @@ def test_masked_weights_stay_zero_so_inference_matches_the_masked_product():
         opt.zero_grad()
         layer(torch.randn(8, 5, 3)).square().sum().backward()
         opt.step()
-    assert torch.count_nonzero(layer.linear.weight * (1 - layer.mask)) == 0
+    for diag, mask in zip(layer.diag, layer._masks()):   # the stored blocks, not W * M
+        assert torch.count_nonzero(diag * (1 - mask)) == 0
     h = torch.randn(4, 5, 3)
     with torch.inference_mode():
         fast = layer(h)
@@ -79,7 +83,78 @@ def test_masked_weights_stay_zero_so_inference_matches_the_masked_product():
     # a state dict with nonzero masked weights is made autoregressive again on loading
     state = {k: torch.ones_like(v) for k, v in layer.state_dict().items()}
     layer.load_state_dict(state)
-    assert torch.equal(layer.linear.weight, layer.mask)
+    assert all(torch.equal(diag, mask) for diag, mask in zip(layer.diag, layer._masks()))
+    assert all(torch.equal(off, torch.ones_like(off)) for off in layer.off)
+
+
+def _dense_mfc(layer, h):
+    """The MFC of eq. 6 as one product with the dense masked matrix."""
+    out = torch.nn.functional.linear(h.flatten(1), layer.weight * layer.mask, layer.bias)
+    return out.view(h.shape[0], layer.n_features, layer.out_channels)
+
+
+@pytest.mark.parametrize("d, ci, co, mask_type", [(64, 8, 5, "B"), (13, 3, 2, "A"), (2, 1, 3, "A")])
+def test_block_rows_compute_the_dense_masked_product(d, ci, co, mask_type):
+    torch.manual_seed(0)
+    layer = MaskedFullyConnected(d, ci, co, mask_type).double()
+    h = torch.randn(7, d, ci, dtype=torch.float64, requires_grad=True)
+    out = layer(h)
+    dense = _dense_mfc(layer, h)
+    # float64, the same products summed in another order: rounding ~1e-16 relative
+    torch.testing.assert_close(out, dense, rtol=1e-12, atol=1e-12)
+    wrt = [h, *layer.parameters()]
+    grads = torch.autograd.grad(out.square().sum(), wrt)
+    dense_grads = torch.autograd.grad(dense.square().sum(), wrt)
+    for got, want in zip(grads, dense_grads):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # the triangle of blocks: with g groups, (g + 1) / (2 g) of the dense square is stored
+    g = len(layer.rows)
+    assert g == min(8, d)
+    n_weights = sum(p.numel() for p in [*layer.diag, *layer.off])
+    groups = np.diff(np.round(np.arange(g + 1) * d / g))
+    assert n_weights == ci * co * sum(a * b for i, a in enumerate(groups) for b in groups[:i + 1])
+
+
+def test_a_mask_that_is_not_triangular_is_kept_as_one_block(monkeypatch):
+    from sknovelty.nn import autoregressive
+    monkeypatch.setattr(autoregressive, "mfc_mask", lambda d, ci, co, mask_type:
+                        torch.ones(d * co, d * ci, dtype=bool))
+    layer = MaskedFullyConnected(4, 2, 3, "A")
+    assert len(layer.rows) == 1 and len(layer.off) == 0
+    h = torch.randn(5, 4, 2)
+    h2 = h.clone()
+    h2[:, 3] += 1.0   # the last feature now reaches every output
+    assert not torch.isclose(layer(h), layer(h2)).any()
+
+
+def test_the_former_dense_layout_loads_from_a_state_dict_and_a_pickle():
+    # models saved before the block layout hold linear.weight (d*co, d*ci) and linear.bias
+    torch.manual_seed(0)
+    layer = MaskedFullyConnected(9, 2, 3, "B")
+    dense = {"linear.weight": torch.randn(27, 18) * layer.mask, "linear.bias": torch.randn(27)}
+    h = torch.randn(4, 9, 2)
+    want = torch.nn.functional.linear(h.flatten(1), dense["linear.weight"],
+                                      dense["linear.bias"]).view(4, 9, 3)
+    layer.load_state_dict(dense)
+    with torch.no_grad():   # float32, another summation order: default tolerance (~1e-5)
+        torch.testing.assert_close(layer(h), want)
+    with pytest.raises(RuntimeError, match="size mismatch|Missing|Unexpected"):
+        layer.load_state_dict({"linear.weight": torch.randn(27, 19), "linear.bias": torch.randn(27)})
+
+    # a pickle of the former layout: the module's attributes as that version wrote them
+    old = MaskedFullyConnected.__new__(MaskedFullyConnected)
+    torch.nn.Module.__init__(old)
+    old.n_features, old.out_channels = 9, 3
+    old.linear = torch.nn.Linear(18, 27)
+    with torch.no_grad():
+        old.linear.weight.copy_(dense["linear.weight"])
+        old.linear.bias.copy_(dense["linear.bias"])
+    old.register_buffer("mask", layer.mask, persistent=False)
+    restored = pickle.loads(pickle.dumps(old))
+    assert "linear" not in dict(restored.named_children())
+    with torch.no_grad():
+        torch.testing.assert_close(restored(h), want)
+        assert torch.equal(restored.weight, dense["linear.weight"])
 
 
 def test_quantize_covers_the_unit_interval():
