@@ -227,6 +227,18 @@ def seed_row(label, rows, metrics, rate="clips_per_s"):
             f"{np.mean([r[rate] for r in rows]):.0f} |")
 
 
+def append_jsonl(path, rows):
+    """Append ``rows`` (dicts) to the JSON-lines file ``path``, one line each, at once."""
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_jsonl(path):
+    """The rows of a JSON-lines file, blank lines skipped."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def save_result(out, stem, lines, payload):
     """Write ``stem.md`` (the lines) and ``stem.json`` (the payload) to ``out``; print the table."""
     os.makedirs(out, exist_ok=True)

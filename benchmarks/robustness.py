@@ -22,14 +22,13 @@ seeds at ``OMP_NUM_THREADS=1`` each): their AUROCs count, their fit seconds and 
 do not (the timing table and the fit-time target use the rows of runs that had the machine).
 """
 
-import json
 import os
 import time
 import warnings
 
 import numpy as np
-from _common import (PEERS, make_estimator, make_parser, provenance, provenance_lines,
-                     save_result)
+from _common import (PEERS, append_jsonl, make_estimator, make_parser, provenance,
+                     provenance_lines, read_jsonl, save_result)
 from sklearn.preprocessing import StandardScaler
 
 from sknovelty.datasets import SUITE, load_suite_task
@@ -70,9 +69,7 @@ def run_one(method, task, kind, seed, device, timed=True):
 
 
 def report(out):
-    path = os.path.join(out, STEM + ".jsonl")
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_jsonl(os.path.join(out, STEM + ".jsonl"))
     info = rows[0]["provenance"] if rows else {}
     # every run that wrote rows (a resumed suite has several), with what it wrote
     runs = {}
@@ -219,10 +216,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     info = provenance(args)
     path = os.path.join(args.out, STEM + ".jsonl")
-    done = set()
-    if os.path.exists(path):  # resume: a row already written is not run again
-        with open(path) as f:
-            done = {(r["method"], r["set"], r["seed"]) for r in map(json.loads, f) if r}
+    # resume: a row already written is not run again
+    done = ({(r["method"], r["set"], r["seed"]) for r in read_jsonl(path)}
+            if os.path.exists(path) else set())
     for seed in args.seeds:
         for name in args.sets:
             kind = SUITE[name][0]
@@ -232,10 +228,8 @@ def main():
                     continue
                 rows = run_one(method, task, kind, seed, args.device,
                                timed=not args.side_by_side)
-                with open(path, "a") as f:
-                    for row in rows:
-                        f.write(json.dumps({**row, "set": name, "description": task.description,
-                                            "provenance": info}) + "\n")
+                append_jsonl(path, [{**row, "set": name, "description": task.description,
+                                     "provenance": info} for row in rows])
                 print(f"seed {seed} {name:14s} {method:10s} AUROC {rows[0]['auroc']:.3f} "
                       f"fit {rows[0]['fit_s']:.1f} s", flush=True)
     report(args.out)
