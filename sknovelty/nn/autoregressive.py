@@ -107,8 +107,8 @@ class MaskedFullyConnected(nn.Module):
         """The dense ``(d*co, d*ci)`` matrix ``W * M`` the blocks hold (built on each access,
         differentiable in the blocks)."""
         weight = self.bias.new_zeros(self.rows[-1][1], self.cols[-1][1])
-        for k, ((r0, r1), (c0, c1)) in enumerate(zip(self.rows, self.cols)):
-            weight[r0:r1, c0:c1] = self.diag[k] * self._masks()[k]
+        for k, ((r0, r1), (c0, c1), mask) in enumerate(zip(self.rows, self.cols, self._masks())):
+            weight[r0:r1, c0:c1] = self.diag[k] * mask
             if k:
                 weight[r0:r1, :c0] = self.off[k - 1]
         return weight
@@ -117,10 +117,10 @@ class MaskedFullyConnected(nn.Module):
         x = h.flatten(1)
         recording = torch.is_grad_enabled()
         outputs = []
-        for k, ((r0, r1), (c0, c1)) in enumerate(zip(self.rows, self.cols)):
+        for k, ((r0, r1), (c0, c1), mask) in enumerate(zip(self.rows, self.cols, self._masks())):
             diag = self.diag[k]
             if recording and diag.requires_grad:
-                diag = diag * getattr(self, f"mask_{k}")
+                diag = diag * mask
             out = F.linear(x[:, c0:c1], diag, self.bias[r0:r1])
             if k:   # + the inputs of the earlier groups
                 out = torch.addmm(out, x[:, :c0], self.off[k - 1].t())
