@@ -107,7 +107,8 @@ class MaskedFullyConnected(nn.Module):
         """The dense ``(d*co, d*ci)`` matrix ``W * M`` the blocks hold (built on each access,
         differentiable in the blocks)."""
         weight = self.bias.new_zeros(self.rows[-1][1], self.cols[-1][1])
-        for k, ((r0, r1), (c0, c1), mask) in enumerate(zip(self.rows, self.cols, self._masks())):
+        blocks = zip(self.rows, self.cols, self._masks())
+        for k, ((r0, r1), (c0, c1), mask) in enumerate(blocks):
             weight[r0:r1, c0:c1] = self.diag[k] * mask
             if k:
                 weight[r0:r1, :c0] = self.off[k - 1]
@@ -117,7 +118,8 @@ class MaskedFullyConnected(nn.Module):
         x = h.flatten(1)
         recording = torch.is_grad_enabled()
         outputs = []
-        for k, ((r0, r1), (c0, c1), mask) in enumerate(zip(self.rows, self.cols, self._masks())):
+        blocks = zip(self.rows, self.cols, self._masks())
+        for k, ((r0, r1), (c0, c1), mask) in enumerate(blocks):
             diag = self.diag[k]
             if recording and diag.requires_grad:
                 diag = diag * mask
