@@ -49,8 +49,8 @@ class MaskedFullyConnected(nn.Module):
     stored and computed as block rows: the features are cut into :data:`MFC_GROUPS`
     contiguous groups, and the outputs of group ``k`` are one product of the inputs of the
     groups before it (an unmasked block, ``off[k - 1]``; group 0 has none) plus one of the
-    inputs of group ``k`` (the diagonal block ``diag[k]``, masked). The blocks above the diagonal, zero under the
-    mask, are neither stored nor multiplied: about half of the parameters, of the products and
+    inputs of group ``k`` (the diagonal block ``diag[k]``, masked). The blocks above the
+    diagonal, zero under the mask, are neither stored nor multiplied: about half of the parameters, of the products and
     of the optimiser's work at the paper's size (issue 18: the estimator dominated LSA's fit
     time). A mask that is not block lower-triangular (a test's control) is kept as one block.
 
