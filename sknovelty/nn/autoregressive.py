@@ -50,9 +50,9 @@ class MaskedFullyConnected(nn.Module):
     contiguous groups, and the outputs of group ``k`` are one product of the inputs of the
     groups before it (an unmasked block, ``off[k - 1]``; group 0 has none) plus one of the
     inputs of group ``k`` (the diagonal block ``diag[k]``, masked). The blocks above the
-    diagonal, zero under the mask, are neither stored nor multiplied: about half of the parameters, of the products and
-    of the optimiser's work at the paper's size (issue 18: the estimator dominated LSA's fit
-    time). A mask that is not block lower-triangular (a test's control) is kept as one block.
+    diagonal, zero under the mask, are neither stored nor multiplied: about half of the
+    parameters, of the products and of the optimiser's work at the paper's size (issue 18: the
+    estimator dominated LSA's fit time). A mask that is not block lower-triangular (a test's control) is kept as one block.
 
     Whenever autograd records, a diagonal block is multiplied by its mask in the forward pass,
     so its masked entries get exactly zero gradient and no optimiser can move them. They are
