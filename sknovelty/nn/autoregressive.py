@@ -52,7 +52,8 @@ class MaskedFullyConnected(nn.Module):
     inputs of group ``k`` (the diagonal block ``diag[k]``, masked). The blocks above the
     diagonal, zero under the mask, are neither stored nor multiplied: about half of the
     parameters, of the products and of the optimiser's work at the paper's size (issue 18: the
-    estimator dominated LSA's fit time). A mask that is not block lower-triangular (a test's control) is kept as one block.
+    estimator dominated LSA's fit time). A mask that is not block lower-triangular (a test's
+    control) is kept as one block.
 
     Whenever autograd records, a diagonal block is multiplied by its mask in the forward pass,
     so its masked entries get exactly zero gradient and no optimiser can move them. They are
