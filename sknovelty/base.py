@@ -417,8 +417,8 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     epochs : int
         Number of passes over the training data.
     batch_size : int or "auto"
-        Mini-batch size for training. ``"auto"`` (OLED's and the CAE's default): 64, or
-        fewer when the training rows would make fewer than 6 batches of 64 (then
+        Mini-batch size for training. ``"auto"`` (the default of LSA, the AE, OLED and the
+        CAE): 64, or fewer when the training rows would make fewer than 6 batches of 64 (then
         ``n_train // 6``, at least 8), so that small training sets still get as many
         optimizer steps per epoch as MNIST-5k's ~360 rows do. ``batch_size_`` holds the size
         used.

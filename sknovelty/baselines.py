@@ -73,7 +73,10 @@ class AutoencoderDetector(BaseDeepDetector):
     noise_std : float, default=0.0
         Standard deviation of Gaussian noise added to training inputs (a denoising autoencoder
         when > 0; the target stays the clean input).
-    epochs, batch_size, learning_rate, validation_fraction, contamination, device,
+    batch_size : int or "auto", default="auto"
+        As in :class:`~sknovelty.LatentAutoregressiveDetector`: 64, or fewer so that an epoch
+        keeps 6 batches on small training sets.
+    epochs, learning_rate, validation_fraction, contamination, device,
     random_state, verbose, image_shape, callbacks,
     n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
@@ -99,7 +102,7 @@ class AutoencoderDetector(BaseDeepDetector):
     _sample_ranks = (1, 3, 4)
 
     def __init__(self, latent_dim=64, hidden_dim=64, conv_channels=(32, 64), noise_std=0.0, *,
-                 epochs=50, batch_size=64, learning_rate=1e-3, validation_fraction=0.1,
+                 epochs=50, batch_size="auto", learning_rate=1e-3, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
                  image_shape=None, callbacks=None, n_jobs=None,
                  score_batch_size="auto", precision="float32"):

@@ -168,7 +168,12 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         Costs one scoring pass over the training rows at the end of fit. Training itself does
         not depend on it.
     epochs : int, default=50
-    batch_size : int, default=64
+    batch_size : int or "auto", default="auto"
+        64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
+        batches (see :class:`~sknovelty.base.BaseDeepDetector`; MNIST-5k's ~360 training
+        rows per class still train at 64). With 64 on 63 face images (one batch, 50 Adam
+        steps in all) the autoencoder stayed undertrained on one seed of three and NS fell to
+        0.34 (``benchmarks/results/robustness.md``).
     learning_rate : float, default=1e-3
     validation_fraction : float, default=0.1
     contamination : float, default=0.1
@@ -226,7 +231,7 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
 
     def __init__(self, lam=1.0, n_bins=100, llk_target="bin", latent_dim=64,
                  estimator_channels=(32, 32, 32, 32), hidden_dim=64, conv_channels=(32, 64), *,
-                 normalize_on="train", epochs=50, batch_size=64,
+                 normalize_on="train", epochs=50, batch_size="auto",
                  learning_rate=1e-3, validation_fraction=0.1, contamination=0.1, device="auto",
                  random_state=None, verbose=0, image_shape=None, callbacks=None, n_jobs=None,
                  score_batch_size="auto", precision="float32"):
