@@ -60,9 +60,13 @@ from sknovelty.video import (frame_eer, frames_to_clips, minmax_per_video,  # no
 T = 16
 #: method -> (builder(seed, epochs override), epochs used here, input kind)
 METHODS = {
-    "AE 3-D": (lambda s, e: AutoencoderDetector(epochs=e or 20, random_state=s), "clips"),
+    # AE and LSA: batch 64, their default when the rows were written (now "auto", which
+    # would take 16 on the ~100 training clips of `objects`; not rerun)
+    "AE 3-D": (lambda s, e: AutoencoderDetector(epochs=e or 20, batch_size=64, random_state=s),
+               "clips"),
     "LSA": (lambda s, e: LatentAutoregressiveDetector(estimator_channels=(4, 4, 4, 4),
-                                                      epochs=e or 20, random_state=s), "clips"),
+                                                      epochs=e or 20, batch_size=64,
+                                                      random_state=s), "clips"),
     "LTG": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, random_state=s),
             "clips"),
     "ITAE": (lambda s, e: TwoPathFlowDetector(width=0.125, random_state=s,
