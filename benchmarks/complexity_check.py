@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 from sklearn.model_selection import train_test_split
 
 from sknovelty.datasets import SUITE, load_suite_task
-from sknovelty.itae import code_length
+from sknovelty.metrics import code_length
 from sknovelty.metrics import auroc
 
 STEM = "complexity_check"

@@ -85,6 +85,8 @@ class AutoencoderDetector(BaseDeepDetector):
     ----------
     net_, normalization_, offset_, sample_shape_, device_, n_features_in_
         As in :class:`~sknovelty.LatentAutoregressiveDetector`.
+    batch_size_, complexity_correlation_
+        As in :class:`~sknovelty.LatentAutoregressiveDetector`.
 
     Examples
     --------

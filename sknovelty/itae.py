@@ -10,7 +10,6 @@ tau-th frame and a dynamic path on all frames, fused by lateral connections into
 import math
 import numbers
 import warnings
-import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch.nn import functional as F
 
 from .base import BaseDeepDetector
 from .engine import TwoStageNet
+from .metrics import code_length
 from .nn.blocks import scale_channels
 from .nn.flows import Glow
 
@@ -55,43 +55,6 @@ class FlowModule(nn.Module):
         if self.training and self.dequantize:
             x = x + torch.rand_like(x) / 256
         return (self.flow.log_prob(x),)
-
-
-def code_length(X, low=0.0, high=1.0):
-    """Bits per dimension that a generic lossless compressor needs for each sample.
-
-    Each sample is mapped from ``[low, high]`` to 8-bit integers (clipped) and compressed
-    with zlib at its highest level (the compressor inside PNG). This is the complexity
-    estimate L(x) of Serra et al. (ICLR 2020, eq. 2), who used PNG, JPEG2000 and FLIF; any
-    lossless compressor gives an upper bound on the code length. zlib's header and checksum
-    add the same ~6 bytes to every sample, which shifts L but not its ranking.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, ...)
-        Samples; every value after the first axis is one dimension.
-    low, high : float, default=0.0, 1.0
-        The value range mapped to 0 and 255.
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        ``8 * compressed bytes / dimensions`` per sample (float64).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sknovelty.itae import code_length
-    >>> flat, noise = np.zeros((1, 256)), np.random.RandomState(0).uniform(size=(1, 256))
-    >>> bool(code_length(flat)[0] < code_length(noise)[0])
-    True
-    """
-    X = np.asarray(X, dtype=np.float64)
-    rows = X.reshape(len(X), -1)
-    q = np.clip(np.rint((rows - low) / max(high - low, 1e-12) * 255), 0, 255).astype(np.uint8)
-    # zlib compresses one sample per call (C code); there is no batched form
-    sizes = np.fromiter((len(zlib.compress(row.tobytes(), 9)) for row in q), float, len(q))
-    return 8 * sizes / rows.shape[1]
 
 
 class NLLLoss(nn.Module):
@@ -239,24 +202,23 @@ class FlowDensityDetector(BaseDeepDetector):
         terms["complexity"] = terms["nll"] / (n_dims * math.log(2)) + 8 - terms["code_length"]
         return terms
 
-    def _set_reference(self, X_ref, held_out, X_norm=None):
-        super()._set_reference(X_ref, held_out, X_norm)
-        terms = self._raw_components(X_ref)
-        if len(X_ref) < 3 or np.ptp(terms["nll"]) == 0 or np.ptp(terms["code_length"]) == 0:
+    def _check_complexity(self, X_ref, terms, scores):
+        """The flow's own check: the NLL (not the score) against the code length, and a
+        warning only for ``score_type="nll"`` (the complexity score already subtracts L)."""
+        nll, length = terms["nll"], terms["code_length"]
+        if len(X_ref) < 3 or np.ptp(nll) == 0 or np.ptp(length) == 0:
             self.complexity_correlation_ = float("nan")
         else:
-            self.complexity_correlation_ = float(spearmanr(terms["nll"], terms["code_length"])[0])
+            self.complexity_correlation_ = float(spearmanr(nll, length)[0])
         if self.score_type == "nll" and self.complexity_correlation_ >= self.COMPLEXITY_WARNING:
             warnings.warn(
                 f"{type(self).__name__}: the NLL of held-out normal rows tracks their "
                 f"compressed size (Spearman {self.complexity_correlation_:.2f}), so inputs "
                 "simpler than the training data may score as more normal than it. Consider "
                 "score_type='complexity' (NLL minus the code length, Serra et al. 2020).",
-                UserWarning, stacklevel=4)
+                UserWarning, stacklevel=5)
 
     _fitted_attributes = (*BaseDeepDetector._fitted_attributes, "complexity_correlation_")
-    _optional_fitted_attributes = (*BaseDeepDetector._optional_fitted_attributes,
-                                   "complexity_correlation_")
 
 
 # ============================================================================ ITAE (two paths)

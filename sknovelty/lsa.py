@@ -202,6 +202,12 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     device_ : str
         The device the model lives on.
     n_features_in_ : int
+    batch_size_ : int
+        The training batch size used.
+    complexity_correlation_ : float
+        How closely the held-out normal images' novelty scores follow their compressed size
+        (Spearman; NaN for vectors); ``fit`` warns at 0.7 or more (see
+        :class:`~sknovelty.base.BaseDeepDetector`).
 
     Notes
     -----

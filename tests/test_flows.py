@@ -148,7 +148,7 @@ def test_flow_detector_on_images(digits):
 def test_code_length_is_zlib_bits_per_dimension():
     import zlib
 
-    from sknovelty.itae import code_length
+    from sknovelty.metrics import code_length
 
     rng = np.random.RandomState(0)
     X = np.stack([np.full(256, 0.5), rng.uniform(size=256)])

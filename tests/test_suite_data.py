@@ -62,7 +62,7 @@ def test_texture_defects_differ_from_the_texture_in_one_square_only():
 
 def test_photo_anomalies_are_the_simpler_images():
     """The case the complexity-corrected flow score exists for: anomalies compress better."""
-    from sknovelty.itae import code_length
+    from sknovelty.metrics import code_length
 
     task = make_photo_patches(n_train=40, n_test=40, random_state=0)
     bits = code_length(task.X_test)
