@@ -85,7 +85,7 @@ class AutoencoderDetector(BaseDeepDetector):
     ----------
     net_, normalization_, offset_, sample_shape_, device_, n_features_in_
         As in :class:`~sknovelty.LatentAutoregressiveDetector`.
-    batch_size_, complexity_correlation_
+    batch_size_, simple_input_auroc_, complexity_correlation_
         As in :class:`~sknovelty.LatentAutoregressiveDetector`.
 
     Examples

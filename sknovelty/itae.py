@@ -124,6 +124,8 @@ class FlowDensityDetector(BaseDeepDetector):
     complexity_correlation_ : float
         Spearman correlation of NLL and code length over the held-out normal rows (nan when
         either is constant there).
+    simple_input_auroc_ : float
+        As in :class:`~sknovelty.base.BaseDeepDetector` (images only).
 
     Examples
     --------
@@ -203,8 +205,10 @@ class FlowDensityDetector(BaseDeepDetector):
         return terms
 
     def _check_complexity(self, X_ref, terms, scores):
-        """The flow's own check: the NLL (not the score) against the code length, and a
-        warning only for ``score_type="nll"`` (the complexity score already subtracts L)."""
+        """The base's flat-input probe, then the flow's own correlation: the NLL (not the
+        score) against the code length, with a warning only for ``score_type="nll"`` (the
+        complexity score already subtracts L)."""
+        super()._check_complexity(X_ref, terms, scores)
         nll, length = terms["nll"], terms["code_length"]
         if len(X_ref) < 3 or np.ptp(nll) == 0 or np.ptp(length) == 0:
             self.complexity_correlation_ = float("nan")

@@ -204,10 +204,11 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     n_features_in_ : int
     batch_size_ : int
         The training batch size used.
-    complexity_correlation_ : float
-        How closely the held-out normal images' novelty scores follow their compressed size
-        (Spearman; NaN for vectors); ``fit`` warns at 0.7 or more (see
-        :class:`~sknovelty.base.BaseDeepDetector`).
+    simple_input_auroc_, complexity_correlation_ : float
+        Images and clips only (NaN for vectors): how well the model tells held-out normal
+        rows from their flat versions (``fit`` warns below 0.5: simpler novel inputs would
+        look normal), and how closely the rows' novelty scores follow their compressed size
+        (Spearman). See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Notes
     -----
