@@ -92,6 +92,9 @@ def main():
              f"- float32 matrix-product peak: {peak:.1f} GFLOP/s (torch.mm, 2048 x 2048, best "
              f"of 5, {torch.get_num_threads()} threads)" if peak else
              "- peak: not measured (`--no-peak`)",
+             "- note: `measured s` comes from the suite's seed-0 rows, timed at different "
+             "hours; on this machine the same LSA fit took 129.4 s at 13:47 and 62.9 s at "
+             "16:27 UTC (`lsa_fit_time.md`), so `GFLOP/s` compares methods only roughly",
              "", __doc__.split("\n\n")[1].replace("\n", " "), "",
              "| method | set | epochs | batch | GFLOP per epoch | TFLOP per fit | floor s | "
              "measured s | GFLOP/s |", "|---|---|---|---|---|---|---|---|---|"]

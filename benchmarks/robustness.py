@@ -117,8 +117,8 @@ def report(out):
              "`batch_size=\"auto\"` by the same cause, found by seed 2 on `faces` (63 "
              "training rows: one batch of 64, 50 Adam steps; AE 0.306, LSA 0.340 against "
              "0.86-0.94 on seeds 0 and 1). Rows written before a default changed were rerun "
-             "(OLED and CAE, then LSA and AE, on every set but mnist-0); the batch-64 rows of "
-             "LSA and the AE are kept in `robustness_batch64.jsonl`.",
+             "(OLED and CAE, then LSA and AE, on every set but mnist-0); rows replaced by a "
+             "rerun are kept, with the reason, in `robustness_superseded.jsonl`.",
              "", "## Data sets", ""]
     for s in sets:
         lines.append(f"- **{s}** ({SUITE[s][0]}): {next(r['description'] for r in rows if r['set'] == s)}")
