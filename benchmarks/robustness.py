@@ -66,6 +66,7 @@ def run_one(method, task, kind, seed, device, timed=True):
             rows.append(dict(method=f"Flow {term}", auroc=auroc(task.y_test, -terms[term]), **base))
     if hasattr(model, "complexity_correlation_"):   # Flow: its NLL; the others: their score
         rows[0]["complexity_correlation"] = model.complexity_correlation_
+        rows[0]["simple_input_auroc"] = model.simple_input_auroc_
     return rows
 
 

@@ -67,6 +67,11 @@ METHODS = {
     "LSA": (lambda s, e: LatentAutoregressiveDetector(estimator_channels=(4, 4, 4, 4),
                                                       epochs=e or 20, batch_size=64,
                                                       random_state=s), "clips"),
+    # the same at their current default, batch_size="auto"
+    "AE 3-D, batch auto": (lambda s, e: AutoencoderDetector(epochs=e or 20, random_state=s),
+                           "clips"),
+    "LSA, batch auto": (lambda s, e: LatentAutoregressiveDetector(
+        estimator_channels=(4, 4, 4, 4), epochs=e or 20, random_state=s), "clips"),
     "LTG": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, random_state=s),
             "clips"),
     "ITAE": (lambda s, e: TwoPathFlowDetector(width=0.125, random_state=s,
@@ -180,7 +185,7 @@ def fit_and_score(method, seed, epochs, data):
                 scores = _itae_scores(det, test)
             else:
                 scores = video_frame_scores(det.score_samples, test, T, 2)
-        if method == "LSA":
+        if method.startswith("LSA"):
             for term in ("rec", "llk"):
                 extra[term.upper()] = video_frame_scores(
                     lambda c, t=term: -det.score_components(c)[t], test, T, 2)
