@@ -179,21 +179,26 @@ def report(out):
                   "| set | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|",
                   "| mean | " + " | ".join(f"{cell('Flow', s, 'complexity_correlation')[0]:.2f}"
                                            for s in sets) + " |"]
-    rho_methods = [m for m in methods if m != "Flow" and any(
-        r["method"] == m and not np.isnan(r.get("complexity_correlation", np.nan)) for r in rows)]
-    if rho_methods:
+    guarded = [m for m in methods if m != "Flow" and any(
+        r["method"] == m and "simple_input_auroc" in r for r in rows)]
+    if guarded:
         image_sets = [s for s in sets if SUITE[s][0] == "images"]
-        lines += ["", "## Spearman(novelty score, code length) on held-out normal rows", "",
-                  "`complexity_correlation_` (fit warns at 0.7); recorded by rows written since "
-                  "it exists, mean over those rows.", "",
+        lines += ["", "## The flat-input guard on held-out normal rows", "",
+                  "`simple_input_auroc_` / `complexity_correlation_` (`fit` warns when the "
+                  "first is below 0.5), mean over the rows written since the guard exists "
+                  "(their number in brackets when not 1).", "",
                   "| method | " + " | ".join(image_sets) + " |",
                   "|---" * (len(image_sets) + 1) + "|"]
-        for m in rho_methods:
-            vals = [[r["complexity_correlation"] for r in rows if r["method"] == m
-                     and r["set"] == s and "complexity_correlation" in r] for s in image_sets]
-            lines.append(f"| {m} | " + " | ".join(
-                f"{np.mean(v):.2f}" + (f" ({len(v)})" if len(v) != 1 else "") if v else ""
-                for v in vals) + " |")
+        for m in guarded:
+            cells = []
+            for s in image_sets:
+                got = [r for r in rows if (r["method"], r["set"]) == (m, s)
+                       and "simple_input_auroc" in r]
+                cells.append("" if not got else
+                             f"{np.mean([r['simple_input_auroc'] for r in got]):.2f} / "
+                             f"{np.mean([r['complexity_correlation'] for r in got]):.2f}"
+                             + (f" ({len(got)})" if len(got) != 1 else ""))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     warned = sorted({(r["method"], r["set"], w) for r in rows for w in r.get("warnings", [])})
     if warned:
         lines += ["", "## Warnings raised during fit or scoring", ""]

@@ -758,9 +758,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         if len(self.sample_shape_) < 3 or len(X_ref) < 2:
             return
         X_ref = X_ref.reshape(len(X_ref), *self.sample_shape_)
-        length = code_length(X_ref, *self.input_range_)
-        if np.ptp(length) > 0 and np.ptp(scores) > 0:
-            self.complexity_correlation_ = float(spearmanr(-scores, length)[0])
+        self.complexity_correlation_ = self._complexity_correlation(X_ref, terms, scores)
         flat = np.broadcast_to(X_ref.mean(axis=tuple(range(2, X_ref.ndim)), keepdims=True),
                                X_ref.shape)
         flat_scores = self._combine(self._raw_components(np.ascontiguousarray(flat)))
@@ -774,6 +772,14 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
                 "data (smoother, less textured) may go unnoticed (Serra et al., ICLR 2020). "
                 "FlowDensityDetector's default score_type='complexity' corrects for input "
                 "complexity.", UserWarning, stacklevel=5)
+
+    def _complexity_correlation(self, X_ref, terms, scores):
+        """Spearman correlation of the reference rows' novelty scores with their code lengths
+        (NaN when either is constant)."""
+        length = code_length(X_ref, *self.input_range_)
+        if np.ptp(length) == 0 or np.ptp(scores) == 0:
+            return float("nan")
+        return float(spearmanr(-scores, length)[0])
 
     # ------------------------------------------------------------------ scoring
     def _map_chunks(self, X, fn):

@@ -204,16 +204,20 @@ class FlowDensityDetector(BaseDeepDetector):
         terms["complexity"] = terms["nll"] / (n_dims * math.log(2)) + 8 - terms["code_length"]
         return terms
 
-    def _check_complexity(self, X_ref, terms, scores):
-        """The base's flat-input probe, then the flow's own correlation: the NLL (not the
-        score) against the code length, with a warning only for ``score_type="nll"`` (the
-        complexity score already subtracts L)."""
-        super()._check_complexity(X_ref, terms, scores)
+    def _complexity_correlation(self, X_ref, terms, scores):
+        """The NLL (not the score) against the code length, both already among the terms;
+        for vectors too (``fit`` warns on it only for ``score_type="nll"``)."""
         nll, length = terms["nll"], terms["code_length"]
         if len(X_ref) < 3 or np.ptp(nll) == 0 or np.ptp(length) == 0:
-            self.complexity_correlation_ = float("nan")
-        else:
-            self.complexity_correlation_ = float(spearmanr(nll, length)[0])
+            return float("nan")
+        return float(spearmanr(nll, length)[0])
+
+    def _check_complexity(self, X_ref, terms, scores):
+        """The base's flat-input probe, then a warning when ``score_type="nll"`` and the NLL
+        tracks the code length (the complexity score already subtracts L)."""
+        super()._check_complexity(X_ref, terms, scores)
+        if len(self.sample_shape_) < 3:   # the base measures images only
+            self.complexity_correlation_ = self._complexity_correlation(X_ref, terms, scores)
         if self.score_type == "nll" and self.complexity_correlation_ >= self.COMPLEXITY_WARNING:
             warnings.warn(
                 f"{type(self).__name__}: the NLL of held-out normal rows tracks their "

@@ -452,12 +452,13 @@ def test_fit_warns_when_flat_inputs_look_more_normal_than_normal_data(recwarn):
     normal = det.score_samples(rows)
     flat = det.score_samples(np.broadcast_to(rows.mean(axis=(2, 3), keepdims=True), rows.shape))
     expected = auroc(np.r_[np.ones(len(rows)), -np.ones(len(rows))], np.r_[normal, flat])
-    # measured 0.0 (every flat version above every normal row) for random_state 0 / 1 / 2
+    # measured 0.29 here (random_state 0), 0.15-0.29 for random_state 0 / 1 / 2, the same
+    # on 1 and 2 threads: a margin of 0.2 below the threshold
     assert det.simple_input_auroc_ < det.SIMPLE_INPUT_WARNING
     # the same scores (scoring in other chunks could only swap nearly tied ranks by float32
     # rounding ~1e-7; one swapped pair of 30 x 30 moves the AUROC by ~0.001)
     assert det.simple_input_auroc_ == pytest.approx(expected, abs=0.01)
-    # measured 0.79 / 0.84 / 0.87 for random_state 0 / 1 / 2 (1 and 2 threads)
+    # measured 0.79 here, 0.79-0.96 for random_state 0 / 1 / 2 (1 and 2 threads)
     rho = spearmanr(-normal, code_length(rows, *det.input_range_))[0]
     assert det.complexity_correlation_ == pytest.approx(rho, abs=0.01)
     assert det.complexity_correlation_ > 0.5
