@@ -28,6 +28,8 @@ the mean AUROC across all classes (never per class); the file reports both.
     python benchmarks/lsa_diagnosis.py --seeds 0 --lam 3 --tag lam3 --merge   # full refits
     python benchmarks/lsa_diagnosis.py --seeds 0 --llk-target interpolated --tag interpolated \
         --bins --no-default-h --merge     # the differentiable LLK (a departure), no phase 2
+    python benchmarks/lsa_diagnosis.py --seeds 0 --cpd logistic_mixture --tag "logistic mixture" \
+        --bins --no-default-h --probe-every 50 --merge    # CPDs that tie neighbouring bins
     python benchmarks/lsa_diagnosis.py --seeds 0 --classes 0 1 2 3 --train-fraction 0.5 \
         --tag "half the rows" --bins --no-default-h --merge   # the LLK against the data size
 
@@ -161,6 +163,7 @@ def run_one(X, y, k, seed, args):
     # batch 64, the default when these rows were written (now "auto", which keeps 64 on
     # the full ~360 rows but would take 27 on --train-fraction 0.5)
     det = LatentAutoregressiveDetector(lam=args.lam, llk_target=args.llk_target, batch_size=64,
+                                       cpd=args.cpd, cpd_components=args.cpd_components,
                                        random_state=seed, device="cpu", n_jobs=args.n_jobs)
     if args.epochs:
         det.set_params(epochs=args.epochs)
@@ -169,7 +172,9 @@ def run_one(X, y, k, seed, args):
                        args.llk_target)
     det.set_params(callbacks=[("probe", probe)]).fit(X_train)
     base = {"class": k, "seed": seed, "lam": args.lam, "epochs": det.epochs, "tag": args.tag,
-            "llk_target": args.llk_target, "n_train": len(X_train)}
+            "llk_target": args.llk_target, "n_train": len(X_train),
+            **({"cpd": args.cpd, "cpd_components": args.cpd_components}
+               if args.cpd != "categorical" else {})}
     probe = dict(det.net_.callbacks_)["probe"]  # fit works on a copy of the callbacks
     rows = [{**base, "variant": f"epoch {r['epoch']}", **r} for r in probe.rows]
 
@@ -250,6 +255,9 @@ def main():
     p.add_argument("--tag", default="defaults", help="name of this run in the tables")
     p.add_argument("--llk-target", default="bin", choices=["bin", "interpolated"],
                    help="the LLK's form (LatentAutoregressiveDetector's llk_target)")
+    p.add_argument("--cpd", default="categorical", choices=["categorical", "logistic_mixture"],
+                   help="the estimator's CPD (LatentAutoregressiveDetector's cpd)")
+    p.add_argument("--cpd-components", type=int, default=5)
     p.add_argument("--bins", type=int, nargs="*", default=[10, 20, 100])
     p.add_argument("--widths", type=int, nargs="+", default=[8])
     p.add_argument("--default-h", action=argparse.BooleanOptionalAction, default=True,

@@ -26,13 +26,13 @@ class LSAModule(nn.Module):
     """
 
     def __init__(self, sample_shape, latent_dim, hidden_dim, conv_channels,
-                 estimator_channels, n_bins):
+                 estimator_channels, n_bins, n_components=None):
         super().__init__()
         self.encoder, self.decoder = build_autoencoder(sample_shape, latent_dim, hidden_dim,
                                                        conv_channels)
         estimator = (SpatioTemporalEstimator if len(sample_shape) == 4
                      else AutoregressiveEstimator)
-        self.estimator = estimator(latent_dim, estimator_channels, n_bins)
+        self.estimator = estimator(latent_dim, estimator_channels, n_bins, n_components)
 
     def forward(self, x):
         z = self.encoder(x)
@@ -147,6 +147,17 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         a few bins (3 of 100 at ``lam=1``, 8 at 0.1, 38 at 0.01, against ~50 with ``"bin"``)
         and loses reconstruction: NS 0.797 / 0.904 / 0.934 against 0.952. See
         :func:`sknovelty.lsa.latent_nll` and ``benchmarks/results/lsa_diagnosis.md``.
+    cpd : {"categorical", "logistic_mixture"}, default="categorical"
+        The form of each CPD of h. ``"categorical"`` is the paper's: B free logits, a softmax
+        (supp. eq. 11). ``"logistic_mixture"`` (a departure, issue 18) is a mixture of
+        ``cpd_components`` logistics discretised to the same B bins, the output head of
+        PixelCNN++ (:class:`sknovelty.nn.DiscretizedLogisticMixture`). Neighbouring bins
+        share its 3K parameters, so a CPD learnt from a few hundred codes is smooth. Measured
+        on MNIST-5k (seed 0, 10 classes): a much better density of held-out normal codes
+        (15.5 nats lower NLL) but not a better detector: LLK 0.804 against 0.798, NS 0.930
+        against 0.941.
+    cpd_components : int, default=5
+        Number of logistics K per CPD when ``cpd="logistic_mixture"``; unused otherwise.
     latent_dim : int, default=64
         Size d of the latent code.
     estimator_channels : tuple of int, default=(32, 32, 32, 32)
@@ -236,7 +247,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     _score_maps = True
     _sample_ranks = (1, 3, 4)
 
-    def __init__(self, lam=1.0, n_bins=100, llk_target="bin", latent_dim=64,
+    def __init__(self, lam=1.0, n_bins=100, llk_target="bin", cpd="categorical",
+                 cpd_components=5, latent_dim=64,
                  estimator_channels=(32, 32, 32, 32), hidden_dim=64, conv_channels=(32, 64), *,
                  normalize_on="train", epochs=50, batch_size="auto",
                  learning_rate=1e-3, validation_fraction=0.1, contamination=0.1, device="auto",
@@ -245,6 +257,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         self.lam = lam
         self.n_bins = n_bins
         self.llk_target = llk_target
+        self.cpd = cpd
+        self.cpd_components = cpd_components
         self.latent_dim = latent_dim
         self.estimator_channels = estimator_channels
         self.hidden_dim = hidden_dim
@@ -269,6 +283,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         "lam": [numbers.Real],
         "n_bins": [numbers.Integral],
         "llk_target": [StrOptions(set(LLK_TARGETS))],
+        "cpd": [StrOptions({"categorical", "logistic_mixture"})],
+        "cpd_components": [numbers.Integral],
         "latent_dim": [numbers.Integral],
         "estimator_channels": [tuple, list],
         "hidden_dim": [numbers.Integral],
@@ -287,12 +303,15 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
             raise ValueError(f"lam must be >= 0, got {self.lam!r}")
         if self.n_bins < 2:
             raise ValueError(f"n_bins must be >= 2, got {self.n_bins!r}")
+        if self.cpd_components < 1:
+            raise ValueError(f"cpd_components must be >= 1, got {self.cpd_components!r}")
         check_positive_ints("estimator_channels", self.estimator_channels)
         check_autoencoder_parameters(self)
 
     def _build_module(self, sample_shape, input_range):
         return LSAModule(sample_shape, self.latent_dim, self.hidden_dim, tuple(self.conv_channels),
-                         tuple(self.estimator_channels), self.n_bins)
+                         tuple(self.estimator_channels), self.n_bins,
+                         self.cpd_components if self.cpd == "logistic_mixture" else None)
 
     def _build_criterion(self, sample_shape):
         return LSALoss(self.lam, self.llk_target)

@@ -307,7 +307,8 @@ def test_user_callbacks_run(blobs):
 
 def test_invalid_hyperparameters_are_rejected(blobs):
     for bad in (dict(n_bins=1), dict(estimator_channels=()), dict(lam=-1.0), dict(epochs=0),
-                dict(device="gpu-of-dreams")):
+                dict(device="gpu-of-dreams"), dict(cpd="mixture"),
+                dict(cpd="logistic_mixture", cpd_components=0)):
         with pytest.raises(ValueError):
             tiny_lsa(**bad).fit(blobs)
 

@@ -42,7 +42,8 @@ def _expected_failures(estimator):
 # every registered estimator that takes vectors (the checks feed 2-D data; the clip-only
 # TwoPathFlowDetector is checked on clips by the other contract tests), plus variants that
 # exercise other code paths
-VARIANTS = [tiny_lsa(validation_fraction=0.0), tiny_ae(validation_fraction=0.0),
+VARIANTS = [tiny_lsa(validation_fraction=0.0, cpd="logistic_mixture", cpd_components=2),
+            tiny_ae(validation_fraction=0.0),
             tiny_oled(validation_fraction=0.0, threshold="sigmoid"),
             tiny_mmp(validation_fraction=0.0, loss="naive"),
             tiny_ltg(validation_fraction=0.0, noise="gaussian"), tiny_flow(validation_fraction=0.0)]

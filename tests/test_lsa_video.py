@@ -16,10 +16,11 @@ def _allowed(t, i, t2, j, depth):
     return (t - depth <= t2 < t) or (t2 == t and j < i)
 
 
-def test_msc_estimator_is_autoregressive_in_time_and_features():
+@pytest.mark.parametrize("n_components", [None, 2])
+def test_msc_estimator_is_autoregressive_in_time_and_features(n_components):
     torch.manual_seed(0)
     d, T, channels = 5, 6, (3, 3)
-    est = SpatioTemporalEstimator(d, channels, n_bins=4)
+    est = SpatioTemporalEstimator(d, channels, n_bins=4, n_components=n_components)
     z = torch.rand(1, T, d, requires_grad=True)
     logits = est(z).view(T, d, 4)
     depth = len(channels) + 1                         # each MSC layer reaches one step back

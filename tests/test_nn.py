@@ -8,6 +8,7 @@ import torch
 
 from sknovelty.lsa import LSALoss, latent_nll, quantize, reconstruction_error
 from sknovelty.nn import AutoregressiveEstimator, MaskedFullyConnected, build_autoencoder
+from sknovelty.nn.autoregressive import DiscretizedLogisticMixture
 
 
 def _dependence(layer_fn, d, ci):
@@ -32,10 +33,12 @@ def test_mfc_is_autoregressive(mask_type):
     assert dep[allowed].all(), "an allowed connection is missing"
 
 
-def test_estimator_cpd_i_depends_only_on_previous_codes():
+@pytest.mark.parametrize("n_components", [None, 3])
+def test_estimator_cpd_i_depends_only_on_previous_codes(n_components):
     torch.manual_seed(0)
     d = 5
-    est = AutoregressiveEstimator(d, channels=(4, 4), n_bins=7).double()
+    est = AutoregressiveEstimator(d, channels=(4, 4), n_bins=7, n_components=n_components)
+    est = est.double()
     z = torch.rand(1, d, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(est, z)[0]  # (d, B, 1, d)
     dep = (jac.abs().sum(dim=(1, 2)) > 0).numpy()
@@ -196,6 +199,45 @@ def test_interpolated_latent_nll_is_a_differentiable_density_equal_to_the_bin_nl
     assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ValueError, match="target"):
         latent_nll(logits, z, "nearest")
+
+
+def _logistic_cdf(x, mu, s):
+    return 1 / (1 + np.exp(-(x - mu) / s))
+
+
+def test_logistic_mixture_cpd_equals_hand_computed_bin_masses():
+    """Two components on B = 4 bins: each bin's mass is the mixture's CDF difference over the
+    bin, the outer bins reaching to -inf and +inf; all masses here are far above MIN_MASS."""
+    k, n_bins = 2, 4
+    head = DiscretizedLogisticMixture(n_bins, k).double()
+    logit_pi, mu_raw, log_s_raw = [0.3, -0.2], [0.05, -0.1], [0.2, -0.4]
+    params = torch.tensor([[logit_pi + mu_raw + log_s_raw]], dtype=torch.float64)
+    # the head's documented offsets: mu_j + (j + 1/2) / K, log s_j - log K
+    pi = np.exp(logit_pi) / np.exp(logit_pi).sum()
+    mu = np.array(mu_raw) + (np.arange(k) + 0.5) / k
+    s = np.exp(np.array(log_s_raw) - np.log(k))
+    edges = np.array([-np.inf, 0.25, 0.5, 0.75, np.inf])
+    cdf = sum(pi[j] * _logistic_cdf(edges, mu[j], s[j]) for j in range(k))
+    expected = np.log(np.diff(cdf))
+    got = head(params)[0, 0].numpy()
+    # float64 throughout: the only error is rounding in log-sigmoid differences (~1e-15)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.0, 3.0, 30.0])
+def test_logistic_mixture_cpd_is_normalised_with_finite_gradients(scale):
+    """Sharp and wide components alike: B masses sum to 1 and every gradient is finite (bins
+    whose mass underflows are read from the density, which keeps their gradients finite)."""
+    torch.manual_seed(0)
+    head = DiscretizedLogisticMixture(100, 5)
+    params = (torch.randn(64, 3, 15) * scale).requires_grad_(True)
+    log_p = head(params)
+    # the density stands in for masses < 1e-5: at most B * 1e-5 = 1e-3 off in the sum
+    torch.testing.assert_close(log_p.exp().sum(-1), torch.ones(64, 3), rtol=0, atol=1e-3)
+    target = quantize(torch.rand(64, 3), 100)
+    latent_nll(log_p, (target + 0.5) / 100).sum().backward()
+    assert torch.isfinite(log_p).all() and torch.isfinite(params.grad).all()
+    assert params.grad.abs().sum() > 0
 
 
 def test_lsa_loss_is_eq4_batch_mean():

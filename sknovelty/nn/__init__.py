@@ -3,8 +3,9 @@
 from .autoencoders import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, build_autoencoder,
                            check_autoencoder_parameters, reconstruction_error)
 from .autoencoders import VideoDecoder, VideoEncoder
-from .autoregressive import (AutoregressiveEstimator, MaskedFullyConnected,
-                             MaskedStackedConvolution, SpatioTemporalEstimator)
+from .autoregressive import (AutoregressiveEstimator, DiscretizedLogisticMixture,
+                             MaskedFullyConnected, MaskedStackedConvolution,
+                             SpatioTemporalEstimator)
 from .blocks import CausalConv3d, ResidualDown2d, ResidualDown3d, ResidualUp2d, ResidualUp3d
 from .flows import Glow
 
@@ -13,6 +14,7 @@ __all__ = [
     "CausalConv3d",
     "ConvDecoder",
     "ConvEncoder",
+    "DiscretizedLogisticMixture",
     "Glow",
     "MLPDecoder",
     "MLPEncoder",

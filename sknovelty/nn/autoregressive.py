@@ -6,6 +6,8 @@ matrix product with a fixed connectivity mask over the flattened ``(feature, cha
 layout, computed as a few block rows of the triangle (no loop over latent dimensions).
 """
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -165,16 +167,79 @@ def _zero_masked_blocks(module, incompatible_keys=None):
             diag.mul_(mask)
 
 
+class DiscretizedLogisticMixture(nn.Module):
+    """A CPD over B bins of ``[0, 1]`` from a mixture of K logistics: ``(..., 3K) -> (..., B)``.
+
+    The output head of PixelCNN++ (Salimans et al., ICLR 2017, sec. 2.1, eq. 2), a departure
+    from LSA's B free logits per CPD (issue 18). Component j has weight ``pi_j``, mean
+    ``mu_j`` and scale ``s_j``; bin k (edges ``k / B`` and ``(k + 1) / B``) holds
+    ``sum_j pi_j [sigma(((k+1)/B - mu_j) / s_j) - sigma((k/B - mu_j) / s_j)]``, with the outer
+    edges at -inf and +inf, so the B masses sum to 1. Neighbouring bins share the 3K
+    parameters, so a CPD learnt from a few hundred codes is smooth where a 100-way softmax
+    is not. Where a component's mass in a bin underflows (< 1e-5), its density at the bin
+    centre times the bin width stands in (as in PixelCNN++), which keeps every gradient finite.
+
+    The input's last axis is ``(logit pi_1..K, mu_1..K, log s_1..K)``. Means start spread over
+    the bin range (``mu_j`` is offset by ``(j + 1/2) / K``), scales at ``1 / K`` (``log s`` is
+    offset by ``-log K`` and floored at -7). Returns log-probabilities, usable wherever B
+    logits are (``log_softmax`` leaves them unchanged up to rounding).
+    """
+
+    #: a bin's mass below this is read from the density at its centre instead
+    MIN_MASS = 1e-5
+
+    def __init__(self, n_bins, n_components):
+        super().__init__()
+        self.n_bins, self.n_components = n_bins, n_components
+        self.register_buffer("edges", torch.arange(1, n_bins) / n_bins, persistent=False)
+        self.register_buffer("centres", (torch.arange(n_bins) + 0.5) / n_bins,
+                             persistent=False)
+        self.register_buffer("mu_offset", ((torch.arange(n_components) + 0.5) / n_components
+                                           ).unsqueeze(-1), persistent=False)
+
+    def forward(self, params):
+        k = self.n_components
+        if params.dtype in (torch.float16, torch.bfloat16):
+            params = params.float()  # CDF differences need float32 (autocast gives half)
+        params = params.unsqueeze(-1)                                       # (..., 3K, 1)
+        logit_pi, mu, log_s = params[..., :k, :], params[..., k:2 * k, :], params[..., 2 * k:, :]
+        mu = mu + self.mu_offset
+        log_s = (log_s - math.log(k)).clamp(min=-7.0)
+        inv_s = torch.exp(-log_s)
+        # log CDF of each component at the B + 1 edges (the outer ones at -inf and +inf)
+        t = (self.edges - mu) * inv_s                                       # (..., K, B-1)
+        inf = t.new_full((*t.shape[:-1], 1), math.inf)
+        log_cdf = F.logsigmoid(torch.cat([-inf, t, inf], dim=-1))           # (..., K, B+1)
+        log_upper, log_lower = log_cdf[..., 1:], log_cdf[..., :-1]
+        # log(F(upper) - F(lower)), floored so that the unused branch of `where` stays finite
+        log_mass = log_upper + torch.log(
+            (-torch.expm1(log_lower - log_upper)).clamp(min=1e-30))
+        u = (self.centres - mu) * inv_s                                     # (..., K, B)
+        log_density = -u - log_s - 2 * F.softplus(-u) - math.log(self.n_bins)
+        log_mass = torch.where(log_mass > math.log(self.MIN_MASS), log_mass, log_density)
+        return torch.logsumexp(logit_pi.log_softmax(-2) + log_mass, dim=-2)  # (..., B)
+
+
+def _cpd_head(n_bins, n_components):
+    """Output width of the last masked layer and the head after it (None: B logits)."""
+    if n_components is None:
+        return n_bins, nn.Identity()
+    return 3 * n_components, DiscretizedLogisticMixture(n_bins, n_components)
+
+
 class AutoregressiveEstimator(nn.Module):
     """``h(z)``: MFC-A(1->c0), MFC-B layers, MFC-B(->n_bins) logits of shape ``(n, d, B)``.
 
     Intermediate layers are LeakyReLU activated; the output is left as logits (the softmax of
-    eq. 11 is applied inside the loss, as a log-softmax).
+    eq. 11 is applied inside the loss, as a log-softmax). With ``n_components`` set, the last
+    layer gives 3K numbers per CPD and :class:`DiscretizedLogisticMixture` turns them into B
+    log-probabilities (a departure; the paper's CPD is the B-way softmax).
     """
 
-    def __init__(self, n_features, channels=(32, 32, 32, 32), n_bins=100):
+    def __init__(self, n_features, channels=(32, 32, 32, 32), n_bins=100, n_components=None):
         super().__init__()
-        widths = (1, *channels, n_bins)
+        n_out, self.head = _cpd_head(n_bins, n_components)
+        widths = (1, *channels, n_out)
         self.layers = nn.ModuleList(
             MaskedFullyConnected(n_features, ci, co, "A" if k == 0 else "B")
             for k, (ci, co) in enumerate(zip(widths[:-1], widths[1:]))
@@ -185,7 +250,7 @@ class AutoregressiveEstimator(nn.Module):
         h = z.unsqueeze(-1)
         for layer in self.layers[:-1]:
             h = self.act(layer(h))
-        return self.layers[-1](h)
+        return self.head(self.layers[-1](h))
 
 
 # ------------------------------------------------------------------------- codes in time (video)
@@ -243,12 +308,14 @@ class SpatioTemporalEstimator(nn.Module):
 
     The CPD of ``z[t, i]`` depends on ``z[t-k, :]`` for ``1 <= k <= len(channels) + 1`` and on
     ``z[t, :i]``. Returns logits of shape ``(n, T*d, B)``, time-major (the layout of
-    ``z.flatten(1)``), so the LLK of the image model applies unchanged.
+    ``z.flatten(1)``), so the LLK of the image model applies unchanged. ``n_components`` as
+    for :class:`AutoregressiveEstimator`.
     """
 
-    def __init__(self, n_features, channels=(4, 4, 4, 4), n_bins=100):
+    def __init__(self, n_features, channels=(4, 4, 4, 4), n_bins=100, n_components=None):
         super().__init__()
-        widths = (1, *channels, n_bins)
+        n_out, self.head = _cpd_head(n_bins, n_components)
+        widths = (1, *channels, n_out)
         self.layers = nn.ModuleList(
             MaskedStackedConvolution(n_features, ci, co, "A" if k == 0 else "B")
             for k, (ci, co) in enumerate(zip(widths[:-1], widths[1:]))
@@ -260,4 +327,4 @@ class SpatioTemporalEstimator(nn.Module):
         for layer in self.layers[:-1]:
             h = self.act(layer(h))
         logits = self.layers[-1](h)                          # (n, B, T, d)
-        return logits.permute(0, 2, 3, 1).flatten(1, 2)      # (n, T*d, B)
+        return self.head(logits.permute(0, 2, 3, 1).flatten(1, 2))   # (n, T*d, B)
