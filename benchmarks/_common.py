@@ -39,6 +39,8 @@ VARIANTS = {
     "LTG gauss 0.5": ("LTG", {"noise": "gaussian", "sigma": 0.5}),
     "LTG gauss 1": ("LTG", {"noise": "gaussian", "sigma": 1.0}),
     "LTG none": ("LTG", {"noise": "none"}),
+    # the robustness suite's small-training-set rule, measured for MMP and not adopted
+    "MMP batch auto": ("MMP", {"batch_size": "auto"}),
 }
 
 

@@ -45,7 +45,9 @@ def main():
         for name in IMAGE_SETS:
             task = load_suite_task(name, random_state=seed)
             for method in args.methods:
-                model = make_estimator(method, random_state=seed, device="cpu")
+                # LTG at batch 64, its default when the committed rows were written
+                params = {"batch_size": 64} if method == "LTG" else {}
+                model = make_estimator(method, random_state=seed, device="cpu", **params)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     model.fit(task.X_train)

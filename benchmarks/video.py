@@ -72,8 +72,9 @@ METHODS = {
                            "clips"),
     "LSA, batch auto": (lambda s, e: LatentAutoregressiveDetector(
         estimator_channels=(4, 4, 4, 4), epochs=e or 20, random_state=s), "clips"),
-    "LTG": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, random_state=s),
-            "clips"),
+    # LTG: batch 64, its default when the rows were written (now "auto")
+    "LTG": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, batch_size=64,
+                                               random_state=s), "clips"),
     "ITAE": (lambda s, e: TwoPathFlowDetector(width=0.125, random_state=s,
                                               **({"epochs": e, "flow_epochs": e} if e else {})),
              "clips"),

@@ -240,6 +240,16 @@ def test_logistic_mixture_cpd_is_normalised_with_finite_gradients(scale):
     assert params.grad.abs().sum() > 0
 
 
+def test_an_estimator_pickled_before_the_cpd_head_existed_still_scores():
+    torch.manual_seed(0)
+    est = AutoregressiveEstimator(5, channels=(4, 4), n_bins=7)
+    z = torch.rand(3, 5)
+    expected = est(z)
+    del est._modules["head"]   # the layout of a pickle written before `head`
+    again = pickle.loads(pickle.dumps(est))
+    assert torch.equal(again(z), expected)
+
+
 def test_lsa_loss_is_eq4_batch_mean():
     x = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     x_rec = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # rec = 5 and 2

@@ -227,7 +227,16 @@ def _cpd_head(n_bins, n_components):
     return 3 * n_components, DiscretizedLogisticMixture(n_bins, n_components)
 
 
-class AutoregressiveEstimator(nn.Module):
+class _HeadedEstimator(nn.Module):
+    """Estimators pickled before the CPD head existed (B logits, no ``head``) get one."""
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "head" not in self._modules:
+            self.head = nn.Identity()
+
+
+class AutoregressiveEstimator(_HeadedEstimator):
     """``h(z)``: MFC-A(1->c0), MFC-B layers, MFC-B(->n_bins) logits of shape ``(n, d, B)``.
 
     Intermediate layers are LeakyReLU activated; the output is left as logits (the softmax of
@@ -303,7 +312,7 @@ class MaskedStackedConvolution(nn.Module):
         return out.view(n, d, self.out_channels, t).permute(0, 2, 3, 1)
 
 
-class SpatioTemporalEstimator(nn.Module):
+class SpatioTemporalEstimator(_HeadedEstimator):
     """``h(z)`` for codes in time ``z (n, T, d)``: MSC-A(1->c0), MSC-B layers, MSC-B(->B).
 
     The CPD of ``z[t, i]`` depends on ``z[t-k, :]`` for ``1 <= k <= len(channels) + 1`` and on
