@@ -91,7 +91,12 @@ SETS = ("objects", "carphone", "bigbuckbunny")
 #: what happened during the committed runs that the rows cannot show
 RUN_NOTES = ["objects, AE 3-D, seed 0: a test run shared the 2 cores for about 80 s of its "
              "119 s fit, so that fit time is an upper bound (AUROC is unaffected: same threads, "
-             "same arithmetic)."]
+             "same arithmetic).",
+             "objects, OLED patches: the three seeds rerun alone on 2026-11-28 at 19:22 UTC "
+             "(`python benchmarks/video.py --methods 'OLED patches' --sets objects --seeds 0 1 2 "
+             "--out /tmp/vid`) gave the same AUROCs to the last digit and fits of 74.8 / 97.1 / "
+             "90.7 s, against the 144 / 199 / 195 s of the rows: this machine's speed drifts "
+             "about 2x over hours, and the rows' times come from a slow phase."]
 #: MMP-AMS Table 5: aspects added one by one (scored from the full model's z-scored errors)
 ASPECT_STEPS = (("F",), ("F", "O"), ("F", "O", "C"), ("F", "O", "C", "location"))
 
