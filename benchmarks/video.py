@@ -72,6 +72,11 @@ METHODS = {
                            "clips"),
     "LSA, batch auto": (lambda s, e: LatentAutoregressiveDetector(
         estimator_channels=(4, 4, 4, 4), epochs=e or 20, random_state=s), "clips"),
+    # issue 18's discretised logistic-mixture CPD (a departure) on clips, where the LLK of
+    # the categorical CPD stays near chance
+    "LSA, logistic mixture": (lambda s, e: LatentAutoregressiveDetector(
+        estimator_channels=(4, 4, 4, 4), cpd="logistic_mixture", epochs=e or 20,
+        random_state=s), "clips"),
     # LTG: batch 64, its default when the rows were written (now "auto")
     "LTG": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, batch_size=64,
                                                random_state=s), "clips"),
@@ -96,7 +101,11 @@ RUN_NOTES = ["objects, AE 3-D, seed 0: a test run shared the 2 cores for about 8
              "(`python benchmarks/video.py --methods 'OLED patches' --sets objects --seeds 0 1 2 "
              "--out /tmp/vid`) gave the same AUROCs to the last digit and fits of 74.8 / 97.1 / "
              "90.7 s, against the 144 / 199 / 195 s of the rows: this machine's speed drifts "
-             "about 2x over hours, and the rows' times come from a slow phase."]
+             "about 2x over hours, and the rows' times come from a slow phase.",
+             "objects, MMP-AMS mask 0%: the three seeds rerun alone at 19:50 UTC (`python "
+             "benchmarks/video.py --methods 'MMP-AMS mask 0%' --sets objects --seeds 0 1 2 "
+             "--out /tmp/vid2`) gave the same AUROCs to the last digit and fits of 78.2 / 72.4 / "
+             "69.3 s, against the 125 / 131 / 120 s of the rows."]
 #: MMP-AMS Table 5: aspects added one by one (scored from the full model's z-scored errors)
 ASPECT_STEPS = (("F",), ("F", "O"), ("F", "O", "C"), ("F", "O", "C", "location"))
 
