@@ -274,7 +274,10 @@ def main():
                         "cores) into the one in --out")
     args = p.parse_args()
     path = os.path.join(args.out, STEM + ".json")
-    old = json.load(open(path)) if args.merge and os.path.exists(path) else {"rows": [], "runs": []}
+    # --combine merges into the file in --out, as its help says (it used to need --merge too,
+    # and without it silently dropped the rows already there)
+    keep = (args.merge or args.combine) and os.path.exists(path)
+    old = json.load(open(path)) if keep else {"rows": [], "runs": []}
     notes = old.get("notes", [])  # written by hand, kept through merges
     if args.combine:
         rows, runs = old["rows"], old["runs"]
@@ -282,7 +285,8 @@ def main():
             other = json.load(open(other))
             done = {(r["tag"], r["seed"], r["class"]) for r in other["rows"]}
             rows = [r for r in rows if (r["tag"], r["seed"], r["class"]) not in done]
-            rows, runs = rows + other["rows"], runs + other["runs"]
+            rows = rows + other["rows"]
+            runs = runs + [run for run in other["runs"] if run not in runs]
     else:
         X, y = load_mnist_5k()
         rows = [r for r in old["rows"] if not (r["tag"] == args.tag and r["seed"] in args.seeds
