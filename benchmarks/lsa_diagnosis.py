@@ -32,6 +32,8 @@ the mean AUROC across all classes (never per class); the file reports both.
         --bins --no-default-h --probe-every 50 --merge    # CPDs that tie neighbouring bins
     python benchmarks/lsa_diagnosis.py --seeds 0 --classes 0 1 2 3 --train-fraction 0.5 \
         --tag "half the rows" --bins --no-default-h --merge   # the LLK against the data size
+    python benchmarks/lsa_diagnosis.py --seeds 0 --n-bins 10 --tag "B 10, joint" \
+        --bins --no-default-h --probe-every 50 --merge     # fewer bins, trained jointly
 
 Run it alone on the machine: it reports no timings, but torch's results depend on the number
 of threads (``--n-jobs``, default 1 so that the rows repeat on any machine with the same CPU).
@@ -162,7 +164,8 @@ def run_one(X, y, k, seed, args):
         X_train = X_train[np.sort(keep[:round(args.train_fraction * len(X_train))])]
     # batch 64, the default when these rows were written (now "auto", which keeps 64 on
     # the full ~360 rows but would take 27 on --train-fraction 0.5)
-    det = LatentAutoregressiveDetector(lam=args.lam, llk_target=args.llk_target, batch_size=64,
+    det = LatentAutoregressiveDetector(lam=args.lam, n_bins=args.n_bins,
+                                       llk_target=args.llk_target, batch_size=64,
                                        cpd=args.cpd, cpd_components=args.cpd_components,
                                        random_state=seed, device="cpu", n_jobs=args.n_jobs)
     if args.epochs:
@@ -171,7 +174,8 @@ def run_one(X, y, k, seed, args):
     probe = EpochProbe(X_train[tr], X_train[va], X_test, y_test, det.n_bins, args.probe_every,
                        args.llk_target)
     det.set_params(callbacks=[("probe", probe)]).fit(X_train)
-    base = {"class": k, "seed": seed, "lam": args.lam, "epochs": det.epochs, "tag": args.tag,
+    base = {"class": k, "seed": seed, "lam": args.lam, "n_bins": det.n_bins,
+            "epochs": det.epochs, "tag": args.tag,
             "llk_target": args.llk_target, "n_train": len(X_train),
             **({"cpd": args.cpd, "cpd_components": args.cpd_components}
                if args.cpd != "categorical" else {})}
@@ -252,6 +256,8 @@ def _order(variant):
 def main():
     p = make_parser(__doc__, seeds=[0], classes=range(10), epochs=True)
     p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--n-bins", type=int, default=100,
+                   help="B of the jointly trained model (LatentAutoregressiveDetector's n_bins)")
     p.add_argument("--tag", default="defaults", help="name of this run in the tables")
     p.add_argument("--llk-target", default="bin", choices=["bin", "interpolated"],
                    help="the LLK's form (LatentAutoregressiveDetector's llk_target)")
