@@ -85,7 +85,7 @@ def main():
     stem = f"oled_diagnosis_{args.set}"
     path = os.path.join(args.out, stem + ".jsonl")
     os.makedirs(args.out, exist_ok=True)
-    task = load_suite_task(args.set, random_state=args.seeds[0])
+    task = load_suite_task(args.set, random_state=args.seeds[0]) if args.report else None
     for seed in [] if args.report else args.seeds:
         task = load_suite_task(args.set, random_state=seed)
         for name in args.variants:
@@ -110,7 +110,7 @@ def main():
     for r in rows:
         lines.append(f"| {runs.index(r['provenance']) + 1} | {r['variant']} | {r['seed']} | "
                      + " | ".join("" if r.get(k) is None else f"{r[k]:.3g}" for k in keys) + " |")
-    save_result(args.out, stem, lines, {"provenance": info, "rows": rows})
+    save_result(args.out, stem, lines, {"runs": runs, "rows": rows})
 
 
 if __name__ == "__main__":
