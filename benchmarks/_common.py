@@ -21,6 +21,7 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+from sklearn.preprocessing import StandardScaler
 
 from sknovelty.registry import ESTIMATORS
 
@@ -42,6 +43,16 @@ VARIANTS = {
     # the robustness suite's small-training-set rule, measured for MMP and not adopted
     "MMP batch auto": ("MMP", {"batch_size": "auto"}),
 }
+
+
+def as_user_feeds(task, kind):
+    """A suite task's rows as a user feeds them: vectors standardised on the normal training
+    rows (``robustness.py`` and the diagnoses use the same), images unchanged."""
+    if kind != "vectors":
+        return task
+    scaler = StandardScaler().fit(task.X_train)
+    return task._replace(X_train=scaler.transform(task.X_train),
+                         X_test=scaler.transform(task.X_test))
 
 
 class PyODAutoEncoder:

@@ -21,8 +21,7 @@ import os
 import time
 
 import numpy as np
-from sklearn.preprocessing import StandardScaler
-from _common import make_parser, provenance, provenance_lines, save_result
+from _common import as_user_feeds, make_parser, provenance, provenance_lines, save_result
 
 from sknovelty import AdversarialMaskingDetector, AutoencoderDetector, ContextAutoencoderDetector
 from sknovelty.datasets import SUITE, load_suite_task
@@ -49,10 +48,7 @@ VARIANTS = {
 
 def run(name, task, seed, kind="images"):
     cls, params = VARIANTS[name]
-    if kind == "vectors":   # what robustness.py (and a user) does with tables
-        scaler = StandardScaler().fit(task.X_train)
-        task = task._replace(X_train=scaler.transform(task.X_train),
-                             X_test=scaler.transform(task.X_test))
+    task = as_user_feeds(task, kind)   # as robustness.py does
     callbacks = [MaskDrift(task.X_train[:128])] if cls is AdversarialMaskingDetector else None
     det = cls(random_state=seed, device="cpu", callbacks=callbacks, **params)
     start = time.perf_counter()

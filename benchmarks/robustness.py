@@ -27,9 +27,8 @@ import time
 import warnings
 
 import numpy as np
-from _common import (PEERS, append_jsonl, make_estimator, make_parser, provenance,
+from _common import (PEERS, append_jsonl, as_user_feeds, make_estimator, make_parser, provenance,
                      provenance_lines, read_jsonl, save_result)
-from sklearn.preprocessing import StandardScaler
 
 from sknovelty.datasets import SUITE, load_suite_task
 from sknovelty.metrics import auroc
@@ -45,10 +44,8 @@ STEM = "robustness"
 
 def run_one(method, task, kind, seed, device, timed=True):
     model = make_estimator(method, random_state=seed, device=device)
+    task = as_user_feeds(task, kind)   # the same for every method
     X_train, X_test = task.X_train, task.X_test
-    if kind == "vectors":  # what a user does with tables (the same for every method)
-        scaler = StandardScaler().fit(X_train)
-        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
