@@ -1,7 +1,9 @@
 """How much arithmetic a fit at defaults is, against what this CPU can do (issues 14 and 18).
 
 The fit-time target (at most 60 s per set on 2 cores) is met on an Intel Xeon for most
-methods and missed on an AMD EPYC by 3-5x. This script says whether a method is slow
+methods; on an AMD EPYC (the suite re-timed alone, 2026-11-29) the AE, LTG and the flow meet
+it on every set, LSA is at its edge and OLED, the CAE and MMP miss it on the larger image
+sets by 2.5-4.4x. This script says whether a method is slow
 because of the work it must do or because of how it runs: it counts the floating-point
 operations of the matrix products and convolutions of a fit at defaults
 (``torch.utils.flop_counter.FlopCounterMode``: forward and backward, every optimizer step;
@@ -92,9 +94,10 @@ def main():
              f"- float32 matrix-product peak: {peak:.1f} GFLOP/s (torch.mm, 2048 x 2048, best "
              f"of 5, {torch.get_num_threads()} threads)" if peak else
              "- peak: not measured (`--no-peak`)",
-             "- note: `measured s` comes from the suite's seed-0 rows, timed at different "
-             "hours; on this machine the same LSA fit took 129.4 s at 13:47 and 62.9 s at "
-             "16:27 UTC (`lsa_fit_time.md`), so `GFLOP/s` compares methods only roughly",
+             "- note: `measured s` comes from the suite's seed-0 rows (their run and date "
+             "are in `robustness.md`); this machine's speed drifts by up to 2x over hours "
+             "(the same LSA fit took 129.4 s at 13:47 and 62.9 s at 16:27 UTC on 2026-11-28, "
+             "`lsa_fit_time.md`), so `GFLOP/s` compares methods only roughly",
              "", __doc__.split("\n\n")[1].replace("\n", " "), "",
              "| method | set | epochs | batch | GFLOP per epoch | TFLOP per fit | floor s | "
              "measured s | GFLOP/s |", "|---|---|---|---|---|---|---|---|---|"]

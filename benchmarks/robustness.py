@@ -20,8 +20,18 @@ from the file.
 ``--side-by-side`` marks the rows of a run that shares the cores with another one (e.g. two
 seeds at ``OMP_NUM_THREADS=1`` each): their AUROCs count, their fit seconds and scoring rates
 do not (the timing table and the fit-time target use the rows of runs that had the machine).
+
+``--timings-from DIR`` takes the timings of a later run that had the machine (written to
+``DIR/robustness.jsonl`` by ``--out DIR``) for the rows it reproduces: a row is replaced only
+where the rerun has the same AUROC to the last digit (for the flow: both of its scores), so
+the AUROC table cannot move; the replaced rows go to ``robustness_superseded.jsonl`` and rows
+that did not reproduce are listed and left alone::
+
+    python benchmarks/robustness.py --seeds 0 --out /tmp/retime
+    python benchmarks/robustness.py --timings-from /tmp/retime
 """
 
+import json
 import os
 import time
 import warnings
@@ -67,6 +77,52 @@ def run_one(method, task, kind, seed, device, timed=True):
         rows[0]["complexity_correlation"] = model.complexity_correlation_
         rows[0]["simple_input_auroc"] = model.simple_input_auroc_
     return rows
+
+
+def _same_fit(old, new, old_rows, new_rows):
+    """Whether two rows are the same computation: equal AUROCs (for ``Flow``, whose default
+    score may have changed in between, equal ``Flow nll`` and ``Flow complexity`` of the fit)."""
+    if old["method"] != "Flow":
+        return old["auroc"] == new["auroc"]
+    key = (old["set"], old["seed"])
+
+    def scores(rows):
+        return {r["method"]: r["auroc"] for r in rows
+                if (r["set"], r["seed"]) == key and r["method"] in ("Flow nll", "Flow complexity")}
+
+    a, b = scores(old_rows), scores(new_rows)
+    return len(a) == 2 and a == b
+
+
+def merge_timings(out, source):
+    """Replace rows of ``out``'s file by the rows of ``source``'s file that reproduce them to
+    the last digit (timed rows only); returns the (method, set, seed) replaced and those that
+    did not reproduce."""
+    path = os.path.join(out, STEM + ".jsonl")
+    rows = read_jsonl(path)
+    new_rows = [r for r in read_jsonl(os.path.join(source, STEM + ".jsonl"))
+                if r.get("timed", True)]
+    new = {(r["method"], r["set"], r["seed"]): r for r in new_rows}
+    merged, replaced, differ = [], [], []
+    for old in rows:
+        key = (old["method"], old["set"], old["seed"])
+        row = new.get(key)
+        if row is None or row["provenance"] == old["provenance"]:
+            merged.append(old)
+        elif _same_fit(old, row, rows, new_rows):
+            merged.append({**old, **row})
+            replaced.append({**old, "superseded": (
+                f"timing replaced by `{row['provenance']['command']}` "
+                f"({row['provenance']['date']}), a rerun that had the machine and reproduced "
+                "this row's AUROC to the last digit")})
+        else:
+            merged.append(old)
+            differ.append((*key, old["auroc"], row["auroc"]))
+    if replaced:
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in merged))
+        append_jsonl(os.path.join(out, STEM + "_superseded.jsonl"), replaced)
+    return [tuple(r[k] for k in ("method", "set", "seed")) for r in replaced], differ
 
 
 def report(out):
@@ -248,7 +304,17 @@ def main():
     parser.add_argument("--side-by-side", action="store_true",
                         help="another run shares the cores: keep this run's times out of the "
                              "timing table")
+    parser.add_argument("--timings-from", metavar="DIR",
+                        help="take the fit seconds and scoring rates of the rows that a run "
+                             "with --out DIR reproduced to the last digit, then report")
     args = parser.parse_args()
+    if args.timings_from:
+        replaced, differ = merge_timings(args.out, args.timings_from)
+        print(f"{len(replaced)} rows re-timed:", ", ".join(map(str, replaced)))
+        for method, name, seed, old, new in differ:
+            print(f"not reproduced, left alone: {method} on {name} (seed {seed}): AUROC {old} "
+                  f"in the file, {new} in the rerun")
+        return report(args.out)
     if args.report:
         return report(args.out)
     os.makedirs(args.out, exist_ok=True)

@@ -141,3 +141,41 @@ def test_whitened_baselines_train_on_normal_rows_when_labelled():
         # exact: fit selects the same rows, so both fits are the same computation in the same
         # process and BLAS thread count
         np.testing.assert_array_equal(with_y, model.fit(X[y == 0]).score_samples(X[:50]))
+
+
+def test_robustness_takes_timings_only_from_rows_it_reproduces(tmp_path):
+    """``robustness.py --timings-from``: a rerun's fit seconds replace a row's only where the
+    rerun has the same AUROC to the last digit (the flow: both of its scores), so the AUROC
+    table cannot move; the replaced rows are kept as superseded, the others left alone."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import robustness
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def row(method, auroc, fit_s, run, name="iris"):
+        return dict(method=method, set=name, seed=0, auroc=auroc, fit_s=fit_s, rate=1.0,
+                    provenance={"command": run, "date": run})
+
+    old = [row("AE", 0.91, 60.0, "old"), row("LSA", 0.95, 70.0, "old"),
+           row("Flow", 0.30, 50.0, "old"), row("Flow nll", 0.30, 50.0, "old"),
+           row("Flow complexity", 0.80, 50.0, "old"), row("KDE", 0.90, 1.0, "old", "wine")]
+    new = [row("AE", 0.91, 20.0, "new"), row("LSA", 0.95 + 1e-12, 30.0, "new"),
+           row("Flow", 0.80, 40.0, "new"), row("Flow nll", 0.30, 40.0, "new"),
+           row("Flow complexity", 0.80, 40.0, "new")]
+    (tmp_path / "new").mkdir()
+    for path, rows in ((tmp_path / "robustness.jsonl", old),
+                       (tmp_path / "new" / "robustness.jsonl", new)):
+        robustness.append_jsonl(path, rows)
+    replaced, differ = robustness.merge_timings(tmp_path, tmp_path / "new")
+    assert sorted(replaced) == [("AE", "iris", 0), ("Flow", "iris", 0),
+                                ("Flow complexity", "iris", 0), ("Flow nll", "iris", 0)]
+    assert differ == [("LSA", "iris", 0, 0.95, 0.95 + 1e-12)]
+    rows = {r["method"]: r for r in robustness.read_jsonl(tmp_path / "robustness.jsonl")}
+    assert [rows[m]["fit_s"] for m in ("AE", "LSA", "Flow", "KDE")] == [20.0, 70.0, 40.0, 1.0]
+    assert rows["AE"]["provenance"]["command"] == "new" and rows["Flow"]["auroc"] == 0.80
+    gone = robustness.read_jsonl(tmp_path / "robustness_superseded.jsonl")
+    assert {r["method"] for r in gone} == {"AE", "Flow", "Flow nll", "Flow complexity"}
+    assert all("timing replaced" in r["superseded"] and r["fit_s"] != 20.0 for r in gone)
+    # a second merge of the same rerun replaces nothing
+    assert robustness.merge_timings(tmp_path, tmp_path / "new")[0] == []
