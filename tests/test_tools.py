@@ -1,5 +1,6 @@
 """Metrics, datasets, and the benchmark script as a user runs it."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -84,15 +85,19 @@ def test_benchmark_script_writes_table_and_plot(tmp_path):
     assert "OLED mask" in (tmp_path / "one_class_mnist.md").read_text()
 
 
-@pytest.fixture(scope="module")
-def bench():
-    """``benchmarks/_common.py``, imported as the scripts import it."""
+def _benchmark_module(name):
+    """A module of ``benchmarks/``, imported as the scripts import each other."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import _common
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    return _common
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """``benchmarks/_common.py``."""
+    return _benchmark_module("_common")
 
 
 def test_benchmarks_build_every_estimator_from_the_registry(bench):
@@ -147,11 +152,7 @@ def test_robustness_takes_timings_only_from_rows_it_reproduces(tmp_path):
     """``robustness.py --timings-from``: a rerun's fit seconds replace a row's only where the
     rerun has the same AUROC to the last digit (the flow: both of its scores), so the AUROC
     table cannot move; the replaced rows are kept as superseded, the others left alone."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import robustness
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    robustness = _benchmark_module("robustness")
 
     def row(method, auroc, fit_s, run, name="iris"):
         return dict(method=method, set=name, seed=0, auroc=auroc, fit_s=fit_s, rate=1.0,
