@@ -131,29 +131,46 @@ def score_in(model, precision, emulate=False):
 
 
 def make_parser(doc, *, seeds=None, classes=None, methods=None, method_choices=None,
-                device="auto", epochs=False):
+                device="auto", epochs=False, out=RESULTS, out_help=None):
     """An argument parser with the flags benchmarks share, each only where a default is given.
 
-    ``--out`` (default: ``benchmarks/results``) always; ``--seeds``, ``--classes``,
-    ``--methods`` (choices ``method_choices``, default: all of them), ``--device`` and
-    ``--epochs`` (override the deep estimators' epochs) when asked for. The description is the
-    first line of ``doc``; the rest of the docstring is the epilog.
+    ``--out`` (default ``out``: ``benchmarks/results``; ``out_help`` replaces its help text)
+    always; ``--seeds``, ``--classes``, ``--methods`` (choices ``method_choices``, default:
+    all of them), ``--device`` and ``--epochs`` (override the deep estimators' epochs) when
+    asked for. Every flag has a help text. The description is the first line of ``doc``; the
+    rest of the docstring is the epilog.
     """
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
+    first, _, rest = doc.strip().partition("\n")
+    parser = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     if seeds is not None:
-        parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+        parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds), metavar="SEED",
+                            help="random seeds, one run of everything per seed: each seeds the "
+                            "split and the estimators (default: %(default)s)")
     if classes is not None:
-        parser.add_argument("--classes", type=int, nargs="+", default=list(classes))
+        parser.add_argument("--classes", type=int, nargs="+", default=list(classes),
+                            metavar="CLASS", help="the classes taken in turn as the normal class "
+                            "(default: %(default)s)")
     if methods is not None:
         choices = list(method_choices if method_choices is not None else methods)
-        parser.add_argument("--methods", nargs="+", default=list(methods), choices=choices)
+        parser.add_argument("--methods", nargs="+", default=list(methods), choices=choices,
+                            metavar="METHOD",
+                            help="estimators to run, by registry name or named variant "
+                            "(quote names with spaces); one of: "
+                            + ", ".join(choices).replace("%", "%%")
+                            + " (default: " + ", ".join(methods).replace("%", "%%") + ")")
     if device is not None:
-        parser.add_argument("--device", default=device)
+        parser.add_argument("--device", default=device,
+                            help="torch device of the deep estimators: auto, cpu, cuda or "
+                            "cuda:<i> (default: %(default)s)")
     if epochs:
         parser.add_argument("--epochs", type=int, default=None,
-                            help="override the deep estimators' epochs (default: their own)")
-    parser.add_argument("--out", default=RESULTS, help="folder of the result files")
+                            help="override the deep estimators' epochs, e.g. 1 for a quick "
+                            "check (default: each estimator's own)")
+    parser.add_argument("--out", default=out,
+                        help=out_help or "folder the result files are written to; an existing "
+                        "file of the same name there is replaced (default: benchmarks/results, "
+                        "the committed results)")
     return parser
 
 

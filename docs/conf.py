@@ -2,15 +2,17 @@
 
 The build is offline: no intersphinx inventories are fetched. The gallery (``../examples``)
 runs its examples by default; ``SKNOVELTY_DOCS_RUN_GALLERY=0`` builds its pages without
-running them.
+running them. The results pages (``results/generated/``) are written from the committed
+result files in ``../benchmarks/results`` when the build starts (``_build_results.py``).
 """
 
 import os
 import sys
 from datetime import date
 
-# the checkout's package, even where it is not installed
+# the checkout's package, even where it is not installed; this folder for _build_results
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sknovelty
 
@@ -64,3 +66,11 @@ html_title = f"sknovelty {release}"
 html_theme_options = {
     "show_toc_level": 2,
 }
+
+
+# -- results pages ------------------------------------------------------------------------
+def setup(app):
+    from _build_results import write_result_pages
+
+    # before Sphinx looks for source files, so that the generated pages are read
+    app.connect("builder-inited", write_result_pages)

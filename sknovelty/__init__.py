@@ -3,7 +3,7 @@
 from ._version import __version__ as __version__
 from .base import TrainingDivergedError
 from .baselines import AutoencoderDetector, WhitenedKDE, WhitenedOneClassSVM
-from .io import load
+from .io import load, save
 from .itae import FlowDensityDetector, TwoPathFlowDetector
 from .lsa import LatentAutoregressiveDetector
 from .ltg import PseudoAnomalyDetector
@@ -11,6 +11,7 @@ from .mmp import MaskedMultiPredictionDetector
 from .mmp_ams import MultiAspectDetector
 from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
 from .patches import PatchwiseDetector
+from .thresholds import select_anomalies
 
 __all__ = [
     "AdversarialMaskingDetector",
@@ -27,4 +28,6 @@ __all__ = [
     "WhitenedKDE",
     "WhitenedOneClassSVM",
     "load",
+    "save",
+    "select_anomalies",
 ]

@@ -53,6 +53,7 @@ import functools
 import math
 import numbers
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -70,10 +71,13 @@ from skorch.history import History
 
 from . import io
 from ._checks import check_positive_ints
+from .exceptions import (InputRangeWarning, InputScaleWarning, PrecisionWarning,
+                         SimpleInputWarning)
 from .engine import (BatchIterator, DetectorNet, DivergenceGuard, EpochProgressBar, TensorData,
                      TrainingDivergedError, exact_cudnn)
 from .metrics import auroc, code_length
 from .nn.layout import plain_strides
+from .nn.random import fit_generators
 
 __all__ = ["BaseDeepDetector", "ThresholdMixin", "TrainingDivergedError", "bf16_native", "c_ordered",
            "check_positive_ints", "resolve_device", "torch_threads"]
@@ -100,13 +104,21 @@ _RANK_NAMES = {1: "vectors (n, d)", 3: "images (n, C, H, W)", 4: "video clips (n
 
 
 def resolve_device(device):
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other strings are checked."""
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other strings are checked.
+
+    Only ``"cpu"`` and CUDA devices (``"cuda"``, ``"cuda:1"``...) are accepted: other torch
+    device types (``"meta"``, ``"mps"``, ``"xla"``, ``"lazy"``...) are a ``ValueError``, as
+    is CUDA where it is not available.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a valid torch device string") from exc
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not supported: sknovelty runs on 'cpu' or "
+                         "'cuda' devices ('auto' picks one)")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; "
                          "use device='cpu' or 'auto'")
@@ -163,23 +175,176 @@ def _float32(output):
     return output
 
 
+#: Held while a fit seeds torch's global generator and builds its networks from it (module
+#: initialisation has no other source of randomness); the generator is restored afterwards.
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def torch_threads(n_jobs):
     """Run the block with ``n_jobs`` torch intra-op threads, then restore the caller's setting.
 
-    ``None`` leaves torch's setting as it is; ``-1`` means all CPUs, ``-2`` all but one, and
-    so on (scikit-learn's convention). torch's thread count is global to the process.
+    ``None`` keeps the calling thread's current count; ``-1`` means all CPUs, ``-2`` all but
+    one, and so on (scikit-learn's convention). The count is set in the calling thread in
+    every case: torch's OpenMP and MKL counts are then the thread's own, so that another
+    thread changing its count (the main thread's setting is the default of threads that
+    never set one) cannot change this block's mid-way, and float32 results with it.
     """
-    if n_jobs is None:
-        yield
-        return
-    n = n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
     before = torch.get_num_threads()
+    if n_jobs is None:
+        n = before
+    else:
+        n = n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
     torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def seeded_build(seed, device):
+    """Context in which torch's global generators are seeded with ``seed`` (for building
+    networks), under a process-wide lock and restored afterwards; yields a function that
+    returns generators continuing the seeded streams, for the training that follows
+    (:func:`sknovelty.nn.random.fit_generators`), so that training draws nothing from the
+    global generators."""
+    device = torch.device(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+
+        def continuing():
+            generators = {"cpu": torch.Generator()}
+            generators["cpu"].set_state(torch.get_rng_state())
+            if cuda:
+                generators["cuda"] = torch.Generator(device=device)
+                generators["cuda"].set_state(torch.cuda.get_rng_state(device))
+            return generators
+
+        yield continuing
+
+
+def validate_samples(estimator, X, *, reset, ranks):
+    """``X`` as C-ordered float32 samples ``(n, *shape)``, for ``estimator``'s ``fit``
+    (``reset``: the shape comes from ``X`` and ``estimator.image_shape``) or scoring (the
+    shape is ``estimator.sample_shape_``; flat rows of as many values are accepted).
+
+    Checks what scikit-learn's ``validate_data`` checks (and sets ``n_features_in_`` at fit),
+    that samples have one of the per-sample ``ranks`` (1 vectors, 3 images, 4 clips), that
+    images are not channels-last, and that values fit in float32. Images of an unsigned
+    integer dtype are scaled to [0, 1] by the dtype's range (:func:`pixel_scale`).
+    """
+    name = type(estimator).__name__
+    fitted = None if reset else tuple(int(s) for s in estimator.sample_shape_)
+    # scikit-learn's column check compares axis 1, which for images is the channel axis (and
+    # a matching flat row is fine): at scoring, samples of several axes are compared whole
+    # below, with a message that names both shapes
+    check_columns = reset or len(fitted) == 1 or np.ndim(X) < 2
+    given_dtype = getattr(X, "dtype", None)
+    X = validate_data(estimator, X, reset=reset, allow_nd=True, ensure_2d=check_columns,
+                      dtype=[np.float64, np.float32])
+    if reset:
+        shape = _sample_shape(X, estimator.image_shape, ranks, name)
+    else:
+        shape = fitted
+        if X.shape[1:] != shape and not (X.ndim == 2 and X.shape[1] == math.prod(shape)):
+            if len(shape) >= 3 and X.ndim == len(shape) + 1 and X.shape[2:] == shape[1:]:
+                raise ValueError(f"X has samples of shape {X.shape[1:]} ({X.shape[1]} "
+                                 f"channels), but {name} was fitted on samples of shape "
+                                 f"{shape} ({shape[0]} channels)")
+            if X.ndim == 2:
+                raise ValueError(f"X has rows of {X.shape[1]} values, but {name} was fitted "
+                                 f"on samples of shape {shape} ({math.prod(shape)} values)")
+            raise ValueError(f"X has samples of shape {X.shape[1:]}, but {name} was fitted "
+                             f"on samples of shape {shape}")
+    scale = pixel_scale(given_dtype, shape)
+    if scale is not None:
+        X = X / scale
+    with np.errstate(over="ignore"):
+        X = c_ordered(X.reshape((len(X), *shape)))
+    if not np.isfinite(X).all():
+        raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
+    return X
+
+
+def _sample_shape(X, image_shape, ranks, name):
+    """The per-sample shape of validated ``X`` at fit (``image_shape`` for flat rows)."""
+    shape = tuple(X.shape[1:])
+    if image_shape is not None:
+        image = tuple(image_shape)
+        if len(image) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in image):
+            raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {image_shape!r}")
+        image = tuple(int(s) for s in image)
+        if X.ndim == 2 and X.shape[1] != math.prod(image):
+            raise ValueError(f"image_shape={image} needs {math.prod(image)} columns, "
+                             f"but X has {X.shape[1]}")
+        if X.ndim > 2 and shape != image:
+            raise ValueError(f"X has samples of shape {shape}, but image_shape={image}")
+        shape = image
+    elif len(shape) in (3, 4) and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        axes = (0, len(shape), *range(1, len(shape)))
+        raise ValueError(
+            f"X has samples of shape {shape}, which looks channels-last ({shape[-1]} "
+            f"channels); sknovelty takes channels first, {_RANK_NAMES[len(shape)]}: pass "
+            f"X.transpose{axes}, or set image_shape={shape} if the first axis really holds "
+            "the channels")
+    if len(shape) not in ranks:
+        accepted = ", ".join(_RANK_NAMES[r] for r in ranks)
+        raise ValueError(f"{name} accepts {accepted}; got X of shape {X.shape}")
+    return shape
+
+
+def pixel_scale(dtype, sample_shape):
+    """The divisor that brings images of an integer ``dtype`` to [0, 1]: the dtype's largest
+    value for unsigned integers (255 for uint8); ``None`` for floats, booleans and vectors.
+
+    Signed integer images are refused: their scale is ambiguous.
+    """
+    if dtype is None or len(sample_shape) < 3:
+        return None
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        return float(np.iinfo(dtype).max)
+    if dtype.kind == "i":
+        raise ValueError(f"images of dtype {dtype} have no known pixel scale: pass floats in "
+                         "[0, 1] (e.g. X / 255), or an unsigned integer dtype (e.g. "
+                         "X.astype(np.uint8) for 0-255 pixels), which is scaled by its range")
+    return None
+
+
+#: ``fit`` raises when the held-out rows, at least ``MIN_DISTINCT_ROWS`` distinct ones, get
+#: no more than one distinct score per ``DISTINCT_SCORE_SHARE`` of them
+MIN_DISTINCT_ROWS, DISTINCT_SCORE_SHARE = 10, 3
+
+
+def check_score_spread(scores, X_ref, name):
+    """Raise :class:`TrainingDivergedError` when a fitted model gives (nearly) one score to
+    every held-out row: at least ``MIN_DISTINCT_ROWS`` distinct rows, and at most one distinct
+    score per ``DISTINCT_SCORE_SHARE`` distinct rows. Such a model cannot rank anything (a
+    learning rate so large that the network saturates, or inputs so small that float32 loses
+    them)."""
+    rows = len(np.unique(np.asarray(X_ref).reshape(len(X_ref), -1), axis=0))
+    distinct = len(np.unique(scores))
+    if rows >= MIN_DISTINCT_ROWS and distinct <= max(1, rows // DISTINCT_SCORE_SHARE):
+        raise TrainingDivergedError(
+            f"the fitted {name} gives {distinct} distinct score(s) to {rows} distinct held-out "
+            "rows: it cannot rank samples. Standardise X (e.g. StandardScaler; images as "
+            "floats in [0, 1]) and, for a deep detector, keep learning_rate small (the default)")
+
+
+def warn_on_tiny_scale(X, name):
+    """Warn (:class:`InputScaleWarning`) when the training values spread by less than
+    ``TINY_SPREAD``, where float32 networks start to lose the signal."""
+    spread = float(np.std(X, dtype=np.float64)) if X.size else 0.0
+    if 0 < spread < TINY_SPREAD:
+        warnings.warn(f"the training values of this {name} spread by only {spread:.2g} "
+                      "(standard deviation): float32 networks lose such small differences. "
+                      "Standardise X (e.g. StandardScaler)", InputScaleWarning, stacklevel=4)
+
+
+#: :func:`warn_on_tiny_scale`'s limit on the standard deviation of the training values
+TINY_SPREAD = 1e-6
 
 
 def normal_rows(X, y):
@@ -324,6 +489,67 @@ class ThresholdMixin:
         self._warn_in_sample("the p-values are too small")
         below = np.searchsorted(reference, self.score_samples(X), side="right")
         return (1.0 + below) / (len(reference) + 1.0)
+
+    def predict_fdr(self, X, alpha=0.1, method="marginal", delta=0.05):
+        """Flag a batch as +1 / -1, keeping the false-discovery rate at most ``alpha``.
+
+        Benjamini-Hochberg on the conformal p-values of :meth:`predict_pvalues`
+        (:func:`sknovelty.thresholds.select_anomalies`): the expected share of normal samples
+        among those labelled -1 is at most ``alpha``. Unlike :meth:`predict` (one threshold
+        for every sample), the threshold depends on the whole batch: pass together the
+        samples to be screened together.
+
+        Guarantee, under the assumptions of the class notes (reference rows not trained on,
+        normal samples exchangeable with them, samples of the batch independent): with
+        ``method="marginal"`` the false-discovery rate is at most ``alpha`` on average over
+        the draw of the reference rows (Bates et al. 2023, Section 2); with
+        ``"conditional-simes"`` or ``"conditional-dkwm"`` it is at most ``alpha`` for the
+        reference set at hand, except with probability ``delta`` (Section 3), at a cost in
+        flagged anomalies. With ``n_ref`` reference scores, a batch of ``m`` samples needs
+        ``n_ref >= m / alpha - 1`` for a single anomaly to be flagged alone.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape
+            The batch of samples to screen.
+        alpha : float in (0, 1), default=0.1
+            The target false-discovery rate.
+        method : {"marginal", "conditional-simes", "conditional-dkwm"}, default="marginal"
+            See :func:`~sknovelty.thresholds.select_anomalies`.
+        delta : float in (0, 1), default=0.05
+            Conditional methods: the probability, over the reference rows, that the
+            guarantee fails. Ignored by ``"marginal"``.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            -1 for the samples selected as anomalies, +1 for the others (as :meth:`predict`).
+
+        Warns
+        -----
+        UserWarning
+            When the reference rows were used for training (``reference_held_out_`` is
+            False): then the p-values are too small and the false-discovery rate is not
+            controlled.
+
+        See Also
+        --------
+        predict_pvalues : The p-values the selection is made from.
+        sknovelty.thresholds.select_anomalies : The same selection from any p-values.
+        calibrate : Make held-out normal rows the reference.
+        """
+        from .thresholds import _check_selection, select_anomalies
+
+        reference = self._reference()
+        _check_selection(alpha, method, len(reference), delta)  # before scoring X
+        self._warn_in_sample("the p-values are too small and the false-discovery rate is "
+                             "not controlled")
+        # the p-values of predict_pvalues, computed here so that the warning names the caller
+        below = np.searchsorted(reference, self.score_samples(X), side="right")
+        pvalues = (1.0 + below) / (len(reference) + 1.0)
+        flagged = select_anomalies(pvalues, alpha, method=method, n_calibration=len(reference),
+                                   delta=delta)
+        return np.where(flagged, -1, 1)
 
     def set_false_alarm_rate(self, rate):
         """Set ``offset_`` so that ``predict`` flags a share of at most ``rate`` of normal data.
@@ -544,43 +770,29 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
 
     # ------------------------------------------------------------------ input handling
     def _validate_X(self, X, reset):
-        # scikit-learn's column check compares axis 1, which for images is the channel axis
-        # (and a matching flat row is fine): at scoring, samples of several axes are compared
-        # whole below, with a message that names both shapes
-        check_columns = reset or len(self.sample_shape_) == 1 or np.ndim(X) < 2
-        X = validate_data(self, X, reset=reset, allow_nd=True, ensure_2d=check_columns,
-                          dtype=[np.float64, np.float32])
+        X = validate_samples(self, X, reset=reset, ranks=self._sample_ranks)
         if reset:
-            self.sample_shape_ = self._sample_shape_of(X)
-        elif X.shape[1:] != self.sample_shape_ and not (
-            X.ndim == 2 and X.shape[1] == math.prod(self.sample_shape_)
-        ):
-            raise ValueError(f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} "
-                             f"was fitted on samples of shape {self.sample_shape_}")
-        with np.errstate(over="ignore"):
-            X = c_ordered(X.reshape((len(X), *self.sample_shape_)))
-        if not np.isfinite(X).all():
-            raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
+            self.sample_shape_ = tuple(X.shape[1:])
+        elif len(X):
+            self._warn_outside_fitted_range(X)
         return X
 
-    def _sample_shape_of(self, X):
-        shape = tuple(X.shape[1:])
-        if self.image_shape is not None:
-            image = tuple(self.image_shape)
-            if len(image) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in image):
-                raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {self.image_shape!r}")
-            image = tuple(int(s) for s in image)
-            if X.ndim == 2 and X.shape[1] != math.prod(image):
-                raise ValueError(f"image_shape={image} needs {math.prod(image)} columns, "
-                                 f"but X has {X.shape[1]}")
-            if X.ndim > 2 and shape != image:
-                raise ValueError(f"X has samples of shape {shape}, but image_shape={image}")
-            shape = image
-        if len(shape) not in self._sample_ranks:
-            accepted = ", ".join(_RANK_NAMES[r] for r in self._sample_ranks)
-            raise ValueError(f"{type(self).__name__} accepts {accepted}; "
-                             f"got X of shape {X.shape}")
-        return shape
+    #: scoring warns when its values reach beyond the fitted range by more than this many
+    #: times the fitted range's width (pixels in 0-255 scored by a model fitted on [0, 1])
+    RANGE_WARNING = 1.0
+
+    def _warn_outside_fitted_range(self, X):
+        low, high = getattr(self, "input_range_", (None, None))
+        if low is None or not high > low:
+            return
+        beyond = max(float(X.max()) - high, low - float(X.min()))
+        if beyond > self.RANGE_WARNING * (high - low):
+            warnings.warn(
+                f"{type(self).__name__} was fitted on values in [{low:.4g}, {high:.4g}], but "
+                f"X reaches {beyond:.4g} beyond that range: scores so far outside it say little. "
+                "Scale X as the training data was (images: floats in [0, 1], or an integer "
+                "dtype such as uint8, which is scaled by its range)",
+                InputRangeWarning, stacklevel=4)
 
     # ------------------------------------------------------------------ fitting
     def _make_net(self, module, *, train_split=None, generator=None):
@@ -655,19 +867,19 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         order = np.random.RandomState(seed).permutation(n)
         to_dev = self.device_ if X.nbytes <= DEVICE_DATA_LIMIT else "cpu"
         self.input_range_ = (float(X[order[n_val:]].min()), float(X[order[n_val:]].max()))
+        warn_on_tiny_scale(X, type(self).__name__)
         X_train = torch.from_numpy(c_ordered(X[order[n_val:]])).to(to_dev)
         X_val = torch.from_numpy(c_ordered(X[order[:n_val]])).to(to_dev) if n_val else None
-        cuda = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
+        with seeded_build(seed, self.device_) as continuing:
             module = self._build_module(self.sample_shape_, self.input_range_)
             self.net_ = self._make_net(
                 module,
                 train_split=predefined_split(TensorData(X_val)) if n_val else None,
                 generator=torch.Generator().manual_seed(seed),
             )
-            with exact_cudnn():
-                self.net_.fit(TensorData(X_train))
+            generators = continuing()
+        with fit_generators(generators), exact_cudnn():
+            self.net_.fit(TensorData(X_train))
         self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()
         self._finalize_fit()
@@ -717,12 +929,15 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
             self.normalization_ = {k: (float(v.min()), float(v.max()))
                                    for k, v in norm_terms.items()}
         scores = self._combine(terms)
+        check_score_spread(scores, X_ref, type(self).__name__)
         self.offset_ = float(np.percentile(scores, 100 * self.contamination))
         self._set_reference_scores(scores, held_out)
         self._check_complexity(X_ref, terms, scores)
 
-    #: ``fit`` warns when ``simple_input_auroc_`` is below this
+    #: ``fit`` warns when ``simple_input_auroc_`` is below this chance level by more than
+    #: ``SIMPLE_INPUT_SIGMAS`` standard errors (:meth:`_simple_input_threshold`)
     SIMPLE_INPUT_WARNING = 0.5
+    SIMPLE_INPUT_SIGMAS = 3.0
 
     def _check_complexity(self, X_ref, terms, scores):
         """Measure, on the reference rows (held-out normal rows), whether inputs simpler than
@@ -764,14 +979,24 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         flat_scores = self._combine(self._raw_components(np.ascontiguousarray(flat)))
         labels = np.r_[np.ones(len(scores)), -np.ones(len(flat_scores))]
         self.simple_input_auroc_ = auroc(labels, np.r_[scores, flat_scores])
-        if self.simple_input_auroc_ < self.SIMPLE_INPUT_WARNING:
+        if self.simple_input_auroc_ < self._simple_input_threshold(len(scores)):
             warnings.warn(
                 f"{type(self).__name__}: flat images (each held-out normal row replaced by "
                 "its mean) score as more normal than the normal rows themselves (AUROC "
                 f"{self.simple_input_auroc_:.2f}), so novel inputs simpler than the training "
                 "data (smoother, less textured) may go unnoticed (Serra et al., ICLR 2020). "
                 "FlowDensityDetector's default score_type='complexity' corrects for input "
-                "complexity.", UserWarning, stacklevel=5)
+                "complexity. Silence with warnings.filterwarnings('ignore', "
+                "category=sknovelty.exceptions.SimpleInputWarning).", SimpleInputWarning,
+                stacklevel=5)
+
+    def _simple_input_threshold(self, n):
+        """``fit`` warns when ``simple_input_auroc_`` is below this: ``SIMPLE_INPUT_WARNING``
+        (chance, 0.5) minus ``SIMPLE_INPUT_SIGMAS`` standard errors of the AUROC of ``n``
+        rows against ``n`` flat rows when both score alike (Hanley and McNeil 1982:
+        ``sqrt((2n + 1) / (12 n^2))``), so that only a probe clearly below chance warns."""
+        return self.SIMPLE_INPUT_WARNING - self.SIMPLE_INPUT_SIGMAS * math.sqrt(
+            (2 * n + 1) / (12 * n * n))
 
     def _complexity_correlation(self, X_ref, terms, scores):
         """Spearman correlation of the reference rows' novelty scores with their code lengths
@@ -828,7 +1053,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         where = ("this GPU has no bfloat16 support" if self.device_.startswith("cuda")
                  else "this CPU has neither AVX512-BF16 nor AMX")
         warnings.warn(f"precision='bfloat16' brings nothing here ({where}): "
-                      f"{type(self).__name__} scores in float32", UserWarning, stacklevel=4)
+                      f"{type(self).__name__} scores in float32", PrecisionWarning, stacklevel=4)
         return "float32"
 
     def _forward(self, xb):
@@ -987,23 +1212,22 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     #: reference scores; ``false_alarm_rate_`` exists after ``set_false_alarm_rate``)
     _optional_fitted_attributes = ("reference_scores_", "reference_held_out_",
                                    "false_alarm_rate_", "batch_size_", "complexity_correlation_",
-                                   "simple_input_auroc_")
+                                   "simple_input_auroc_", "feature_names_in_")
 
     def _restore(self, fitted, module_state, criterion_state, history):
         """Rebuild the fitted state from what :func:`sknovelty.io.load` read from a file.
 
-        Raises ``ValueError`` when the state dicts do not match the module built from the
-        parameters (a damaged or edited file).
+        The fitted values are checked first (:func:`sknovelty.io._check_deep_fitted`: finite,
+        sorted, consistent, within the size limits); the networks are then built within an
+        allocation budget tied to the weights' size, and must have exactly the file's
+        tensors (keys, shapes and dtypes) before any is loaded. Raises ``ValueError`` for a
+        damaged or edited file.
         """
+        fitted = io._check_deep_fitted(self, fitted)
         for name, value in fitted.items():
             setattr(self, name, value)
         if "batch_size_" not in fitted:  # files of older versions: batch_size was an int
             self.batch_size_ = self._resolve_batch_size(None)
-        self.sample_shape_ = tuple(self.sample_shape_)
-        self.input_range_ = tuple(self.input_range_)
-        self.normalization_ = {k: tuple(v) for k, v in self.normalization_.items()}
-        if "reference_scores_" in fitted:  # JSON floats read back exactly
-            self.reference_scores_ = np.asarray(fitted["reference_scores_"], dtype=np.float64)
         try:
             self.device_ = resolve_device(self.device)
         except ValueError:
@@ -1011,8 +1235,16 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
                           UserWarning, stacklevel=3)
             self.device_ = "cpu"
         self.precision_ = self._resolve_precision()
-        with torch.random.fork_rng(devices=[]):
-            module = self._build_module(self.sample_shape_, self.input_range_)
+
+        def build():
+            with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+                module = self._build_module(self.sample_shape_, self.input_range_)
+                return module, self._build_criterion(self.sample_shape_)
+
+        module, criterion = io.build_within_budget(build, (module_state, criterion_state),
+                                                   f"networks of {type(self).__name__}")
+        io.check_state(module, module_state, "module", type(self).__name__)
+        io.check_state(criterion, criterion_state, "criterion", type(self).__name__)
         self._load_state(module, module_state, "module")
         self.net_ = self._make_net(module).initialize()
         self._load_state(self.net_.criterion_, criterion_state, "criterion")

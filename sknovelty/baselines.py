@@ -21,12 +21,14 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 from torch import nn
 
 from . import io
-from .base import BaseDeepDetector, ThresholdMixin, normal_rows
+from .base import (STREAM_ROWS, BaseDeepDetector, ThresholdMixin, check_score_spread, normal_rows,
+                   pixel_scale)
 from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
+from .nn import random
 
 
 class AutoencoderModule(nn.Module):
@@ -40,7 +42,7 @@ class AutoencoderModule(nn.Module):
 
     def forward(self, x):
         if self.training and self.noise_std > 0:
-            x = x + self.noise_std * torch.randn_like(x)
+            x = x + self.noise_std * random.randn_like(x)
         return (self.decoder(self.encoder(x)),)
 
 
@@ -189,7 +191,11 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         before = dict(self.__dict__)
         try:
             self._validate_params()
+            given_dtype = getattr(X, "dtype", None)
             X = validate_data(self, X, allow_nd=True)
+            scale = pixel_scale(given_dtype, X.shape[1:])  # integer images: to [0, 1]
+            if scale is not None:
+                X = X / scale
             with np.errstate(over="ignore"):
                 if not np.isfinite(X.astype(np.float32)).all():
                     raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
@@ -203,10 +209,11 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
                 # n centred rows span at most n - 1 directions: whitening an n-th one would
                 # divide by a variance of ~1e-14 and blow other points' scores up
                 n_components = min(n_components, len(X) - 1, X.shape[1])
-            pca = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
-            Z = pca.transform(X)
-            self.pca_, self.model_ = pca, self._make_model().fit(Z)
+            self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
+            Z = self._whiten(X)
+            self.model_ = self._make_model().fit(Z)
             scores = self._raw_score(Z)
+            check_score_spread(scores, X, type(self).__name__)
             self.offset_ = float(np.percentile(scores, 100 * self.contamination))
             self._set_reference_scores(scores, held_out=False)
             self.sample_shape_ = sample_shape
@@ -216,8 +223,33 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
             raise
         return self
 
+    def _block_rows(self):
+        """Rows per scoring block: ``STREAM_ROWS`` (``sknovelty.base``), fewer for samples of
+        more than 256 values, so that a block holds at most ``256 * STREAM_ROWS`` values (4 M:
+        32 MB as float64), but at least 4 rows (blocks of equal size then hold 2 or more:
+        numpy multiplies a single row by another routine, whose floats can differ)."""
+        n_values = max(1, int(np.prod(self.sample_shape_)))
+        return max(4, min(STREAM_ROWS, 256 * STREAM_ROWS // n_values))
+
+    def _whiten(self, X):
+        """PCA whitening of flat rows, in float64 whatever X's dtype.
+
+        So that a row's whitened values do not depend on the rows scored with it: measured
+        with numpy's OpenBLAS (AMD EPYC), the float64 product gave every row the same floats
+        for any block of 2 rows or more, while the float32 one took other kernels for blocks
+        under about 2000 rows of 64 x 8 (1e-7 apart, which the KDE's log-density of far rows
+        can turn into tens of nats).
+        """
+        return self.pca_.transform(X.reshape(len(X), -1).astype(np.float64, copy=False))
+
     def score_samples(self, X):
         """Normality score (higher = more normal).
+
+        ``X`` is validated, whitened and scored in blocks of at most 16384 rows
+        (``sknovelty.base.STREAM_ROWS``) and about 4 million values, so a memory-mapped ``X``
+        of any length is streamed rather than read whole. The whitening is computed in
+        float64 (whatever ``X``'s dtype), where a row's result does not depend on the rows
+        around it: the scores are those of scoring ``X`` at once.
 
         Parameters
         ----------
@@ -234,7 +266,24 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         predict_pvalues : Conformal p-values of the scores against the reference scores.
         """
         check_is_fitted(self)
+        try:
+            n = _num_samples(X)
+        except TypeError:  # not array-like: validation says why
+            n = None
+        block = self._block_rows()
+        if n is None or n <= block:
+            return self._score_block(X)
+        # blocks of equal size (none much smaller than the others), each a slice of X: a
+        # memmap is read a block at a time
+        n_blocks = -(-n // block)
+        bounds = [n * i // n_blocks for i in range(n_blocks + 1)]
+        return np.concatenate([self._score_block(X[start:stop])
+                               for start, stop in zip(bounds[:-1], bounds[1:])])
+
+    def _score_block(self, X):
+        """``score_samples`` of rows all validated and scored at once."""
         shape = tuple(self.sample_shape_)  # a list once loaded from a model file's JSON
+        given_dtype = getattr(X, "dtype", None)
         # For images and clips n_features_in_ counts channels, and scikit-learn's check of it
         # would misreport a mis-shaped X ("X has 8 features, but ... is expecting 1"): it runs
         # for vectors only (and for X of rank < 2, to reject them); the shape check covers the rest.
@@ -243,10 +292,13 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         if X.shape[1:] not in (shape, (int(np.prod(shape)),)):
             raise ValueError(f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} "
                              f"was fitted on samples of shape {shape}")
+        scale = pixel_scale(given_dtype, shape)
+        if scale is not None:
+            X = X / scale
         with np.errstate(over="ignore"):
             if not np.isfinite(X.astype(np.float32)).all():
                 raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
-        scores = self._raw_score(self.pca_.transform(X.reshape(len(X), -1)))
+        scores = self._raw_score(self._whiten(X))
         if not np.isfinite(scores).all():  # e.g. KDE's log-density, -inf far enough away
             raise ValueError("non-finite scores: X is far outside the range seen in training "
                              "(rescale X)")
@@ -296,7 +348,13 @@ class WhitenedOneClassSVM(_WhitenedDetector):
         self.contamination = contamination
 
     def _make_model(self):
-        return OneClassSVM(nu=self.nu, gamma=self.gamma)
+        model = OneClassSVM(nu=self.nu, gamma=self.gamma)
+        # OneClassSVM has no random_state parameter, and its fit draws libsvm's seed from
+        # numpy's global generator (the attribute it leaves at None): a fixed seed keeps fit
+        # off that generator. libsvm uses the seed only for probability estimates, which a
+        # one-class SVM does not make, so the fitted model is the same.
+        model.random_state = 0
+        return model
 
     def _raw_score(self, Z):
         return self.model_.score_samples(Z)

@@ -19,7 +19,10 @@ schedules every optimizer of a net, each in the epochs (or batches) where it ste
 What a method's networks must provide is written down as Protocols below.
 """
 
+import contextlib
 import math
+import signal
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -191,12 +194,66 @@ def _check(obj, protocol, what):
 
 
 # ---------------------------------------------------------------------------- nets
+class _Interrupted(Exception):
+    """A ``KeyboardInterrupt`` of the training loop, carried past skorch's ``partial_fit``."""
+
+
+@contextlib.contextmanager
+def _watch_sigint():
+    """Context that yields a function telling whether SIGINT arrived in the block.
+
+    In the main thread, where Python delivers signals, the SIGINT handler in force (Python's
+    default raises ``KeyboardInterrupt``) is wrapped by one that notes the signal first; it
+    is restored afterwards. Elsewhere, or when SIGINT has no Python handler (ignored, or the
+    system's default, which ends the process), nothing is wrapped.
+    """
+    seen = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield lambda: False
+        return
+
+    def noting(signum, frame):
+        seen.append(signum)
+        return previous(signum, frame)
+
+    signal.signal(signal.SIGINT, noting)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class DetectorNet(NeuralNet):
     """skorch net for unsupervised training: the criterion compares the output with the input.
 
     The module and criterion instances passed as parameters are the trained ones, so they are
     pickled like ``module_`` (mapped to the CPU when CUDA is missing at load time).
     """
+
+    def fit_loop(self, X, y=None, **fit_params):
+        # skorch's partial_fit swallows KeyboardInterrupt and returns as if training had ended:
+        # that is how its callbacks stop training (EarlyStopping raises it), but after a real
+        # Ctrl-C an interrupted fit would replace a fitted model with a half-trained one. A
+        # KeyboardInterrupt that follows a SIGINT is carried past it instead (partial_fit
+        # below raises it again); one a callback raises still ends training as in skorch.
+        with _watch_sigint() as interrupted:
+            try:
+                return super().fit_loop(X, y, **fit_params)
+            except KeyboardInterrupt as exc:
+                if interrupted():
+                    raise _Interrupted() from exc
+                raise
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """skorch's ``partial_fit``, except that ``KeyboardInterrupt`` reaches the caller."""
+        try:
+            return super().partial_fit(X, y, classes, **fit_params)
+        except _Interrupted as exc:
+            for callback in self.callbacks_:  # close what on_train_begin opened (a bar)
+                if isinstance(callback[1], EpochProgressBar):
+                    callback[1].on_train_end(self)
+            raise exc.__cause__ from None
 
     def initialize(self):
         super().initialize()

@@ -40,8 +40,12 @@ class LSAModule(nn.Module):
 
 
 def quantize(z, n_bins):
-    """Bin index of each code value: linear quantisation of [0, 1] into B bins (supp. sec. 7)."""
-    return (z * n_bins).floor().clamp_(0, n_bins - 1).long()
+    """Bin index of each code value: linear quantisation of [0, 1] into B bins (supp. sec. 7).
+
+    A non-finite code (a diverged fit) gets bin 0 rather than an out-of-range index, so the
+    loss becomes NaN and the fit raises ``TrainingDivergedError``.
+    """
+    return (z * n_bins).floor().nan_to_num_(0.0).clamp_(0, n_bins - 1).long()
 
 
 LLK_TARGETS = ("bin", "interpolated")

@@ -26,6 +26,7 @@ from .base import BaseDeepDetector
 from .engine import AdversarialNet, DetectorNet
 from .nn.blocks import scale_channels
 from .nn.layout import channels_last
+from .nn import random
 
 __all__ = ["PseudoAnomalyDetector", "LTGLoss", "LTGModule", "NoiseMonitor", "psnr"]
 
@@ -185,7 +186,7 @@ class LTGModule(nn.Module):
 
     def make_pseudo(self, x):
         """``X^P = clip(X^N + dX)`` and the recomputed ``dX = X^P - X^N`` (eq. 4, 6, sec. 4.2)."""
-        delta = self.generator(x) if self.noise == "learned" else self.sigma * torch.randn_like(x)
+        delta = self.generator(x) if self.noise == "learned" else self.sigma * random.randn_like(x)
         pseudo = x.add(delta).clamp(*self.range)
         return pseudo, pseudo - x
 
@@ -193,7 +194,7 @@ class LTGModule(nn.Module):
         x = self.to_range(x)
         n = len(x)
         if self.training and self.noise != "none" and self.p > 0:
-            selected = torch.rand(n, device=x.device) < self.p
+            selected = random.rand(n, device=x.device) < self.p
         else:
             selected = torch.zeros(n, dtype=torch.bool, device=x.device)
         if not selected.any():
@@ -453,12 +454,13 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         if self.noise == "none":
             raise ValueError('noise="none" makes no pseudo anomalies')
         module = self.net_.module_
-        # Gaussian noise: seeded by random_state, so that a call repeats (and leaves torch's
-        # global generator as it was)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        cuda = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(int(seed))
+        # Gaussian noise: seeded by random_state, so that a call repeats (drawn from a
+        # generator of its own, never torch's global one)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        device = torch.device(self.device_)
+        generators = {"cpu": torch.Generator().manual_seed(seed),
+                      device.type: torch.Generator(device=device).manual_seed(seed)}
+        with random.fit_generators(generators):
             return self._map_chunks(
                 self._validate_X(X, reset=False),
                 lambda xb: module.from_range(module.make_pseudo(module.to_range(xb))[0]))

@@ -458,7 +458,9 @@ class MultiAspectDetector(BaseDeepDetector):
     aspects : tuple of str, default=("F", "O", "C", "location")
         The aspects trained and scored (Table 5 adds them one by one).
     aspect_weights : dict or None, default=None
-        ``{aspect: w_A}``; None weighs every aspect 1 (the paper's Ped2 setting).
+        ``{aspect: w_A}``; None weighs every aspect 1 (the paper's Ped2 setting), and so does
+        the dict for the aspects it leaves out. Keys must be among ``aspects``; weights finite
+        numbers >= 0, at least one aspect's positive (``fit`` raises ``ValueError`` otherwise).
     n_predictions : int, default=3
         Predictions per aspect (paper: 3, Fig. 5).
     lam : float, default=0.1
@@ -577,9 +579,22 @@ class MultiAspectDetector(BaseDeepDetector):
         unknown = set(self.aspects) - set(ASPECTS)
         if unknown or not self.aspects:
             raise ValueError(f"aspects must be a non-empty subset of {ASPECTS}, got {self.aspects!r}")
-        extra = set(self.aspect_weights or {}) - set(self.aspects)
+        weights = self.aspect_weights or {}
+        extra = set(weights) - set(self.aspects)
         if extra:
-            raise ValueError(f"aspect_weights names aspects not in aspects: {sorted(extra)}")
+            names = ", ".join(sorted(map(repr, extra)))
+            raise ValueError(f"aspect_weights names aspects not in aspects: {names} "
+                             f"(aspects: {tuple(self.aspects)!r})")
+        for aspect, weight in weights.items():
+            # a NaN or infinite weight makes every score NaN (inf * 0 where an error is
+            # exactly its mean), a negative one rewards that aspect's errors
+            if (not isinstance(weight, numbers.Real) or isinstance(weight, bool)
+                    or not math.isfinite(weight) or weight < 0):
+                raise ValueError(f"aspect_weights[{aspect!r}] must be a finite number >= 0, "
+                                 f"got {weight!r}")
+        if not any(weights.get(a, 1.0) > 0 for a in self._novelty_terms):
+            raise ValueError("aspect_weights must give at least one aspect a positive weight "
+                             f"(aspects missing from it weigh 1), got {weights!r}")
 
     def _build_module(self, sample_shape, input_range):
         unpack_objects(np.zeros((1, *sample_shape)), tuple(self.crop_shape), self.n_classes)

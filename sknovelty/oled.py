@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from .base import BaseDeepDetector, c_ordered, check_positive_ints
 from .engine import AdversarialNet
 from .nn.layout import channels_last
+from .nn import random
 
 __all__ = ["AdversarialMaskingDetector", "ContextAutoencoderDetector", "MaskDrift", "OLEDLoss", "Reconstructor",
            "MaskGenerator", "ThresholdUnit", "RandomBoxMasker"]
@@ -250,7 +251,7 @@ class RandomBoxMasker(nn.Module):
         n = len(x)
         room = [s - b + 1 for s, b in zip(self.spatial, self.box)]
         if self.training:
-            u = torch.rand((n, len(room)), device=x.device)
+            u = random.rand((n, len(room)), device=x.device)
         else:
             q = (x.flatten(1) * 255).round().clamp(-(1 << 15), 1 << 15).long()
             h = (q * self.hash_weights).sum(1, keepdim=True).abs() % _PRIME

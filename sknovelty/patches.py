@@ -12,7 +12,8 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .base import ThresholdMixin, normal_rows
+from . import io
+from .base import ThresholdMixin, normal_rows, validate_samples
 from .video import clip_starts
 
 __all__ = ["PatchwiseDetector", "patch_starts"]
@@ -54,7 +55,8 @@ def patch_starts(size, patch_size, stride):
     return clip_starts(size, patch_size, stride)
 
 
-class PatchwiseDetector(ThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEstimator):
+class PatchwiseDetector(ThresholdMixin, io.ModelFileMixin, MetaEstimatorMixin, OutlierMixin,
+                        BaseEstimator):
     """Fit a detector on the patches of normal images; score an image by its patches.
 
     Images ``(n, C, H, W)`` (or flat rows with ``image_shape``) are cut into
@@ -85,7 +87,9 @@ class PatchwiseDetector(ThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEs
     contamination : float in (0, 0.5], default=0.1
         Share of the training samples that ``offset_`` (and so ``predict``) marks as outliers.
     image_shape : tuple (C, H, W) or None, default=None
-        Shape of each sample when ``X`` holds flat rows of images.
+        Shape of each sample when ``X`` holds flat rows of images (images passed as
+        ``(n, C, H, W)`` must have this shape). Once fitted, ``X`` may hold samples of the
+        fitted shape or flat rows of as many values, whichever ``fit`` was given.
 
     Attributes
     ----------
@@ -111,8 +115,14 @@ class PatchwiseDetector(ThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEs
     Notes
     -----
     Memory: ``fit`` and scoring hold all patches of the samples passed (about
-    ``(patch_size / stride)^2`` times the samples' size). ``save`` / ``load`` model files are
-    not offered for this meta-estimator; pickle or joblib work.
+    ``(patch_size / stride)^2`` times the samples' size).
+
+    ``save`` / ``load`` (and :func:`sknovelty.io.save` / :func:`sknovelty.load`) store the
+    detector in a model file without pickle when ``estimator`` is one of sknovelty's
+    estimators, or a Pipeline of them and of the scikit-learn transformers of
+    :data:`sknovelty.io.TRANSFORMERS`: the wrapped detector's file entries under the prefixes
+    ``estimator.`` (the template) and ``estimator_.`` (the fitted clone), see
+    :mod:`sknovelty.io`. Other wrapped estimators: pickle or joblib.
 
     Examples
     --------
@@ -150,26 +160,10 @@ class PatchwiseDetector(ThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEs
 
     # ------------------------------------------------------------------ shapes
     def _samples(self, X, reset):
-        """Validated float32 samples of shape ``(n, *sample_shape)``."""
-        X = validate_data(self, X, allow_nd=True, reset=reset, dtype=np.float32,
-                          ensure_2d=True)
-        shape = (tuple(int(s) for s in self.image_shape) if self.image_shape is not None
-                 else tuple(X.shape[1:]))
-        if not reset and shape != tuple(self.sample_shape_) and X.shape[1:] != (
-                int(np.prod(self.sample_shape_)),):
-            raise ValueError(f"X has samples of shape {X.shape[1:]}, but "
-                             f"{type(self).__name__} was fitted on samples of shape "
-                             f"{tuple(self.sample_shape_)}")
-        shape = shape if reset else tuple(self.sample_shape_)
-        if len(shape) not in (1, 3):
-            raise ValueError(f"{type(self).__name__} takes vectors (n, d) or images (n, C, H, W) "
-                             f"(flat rows with image_shape); got samples of shape {shape}")
-        if int(np.prod(X.shape[1:])) != int(np.prod(shape)):
-            raise ValueError(f"image_shape={shape} does not hold the {np.prod(X.shape[1:])} "
-                             "values of a row of X")
-        if not np.isfinite(X).all():
-            raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
-        return X.reshape(len(X), *shape)
+        """Validated float32 samples of shape ``(n, *sample_shape)``: vectors, images, or flat
+        rows with ``image_shape`` at ``fit``; once fitted, samples of ``sample_shape_`` or flat
+        rows of as many values (:func:`sknovelty.base.validate_samples`, as the detectors)."""
+        return validate_samples(self, X, reset=reset, ranks=(1, 3))
 
     def _patches(self, X):
         """``(n * n_patches, C, p, p)`` patches (or ``(n * n_patches, p)`` windows)."""
@@ -320,3 +314,12 @@ class PatchwiseDetector(ThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEs
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+    # ------------------------------------------------------------------ persistence
+    # save(path) and load(path, device=None) come from io.ModelFileMixin; the file holds the
+    # wrapped estimators under prefixes of their own (io's "composite" layout)
+    _file_kind = "patchwise"
+
+
+# declaring _file_kind marks a base of ModelFileMixin, which registers only its subclasses
+io.register(PatchwiseDetector, "patchwise")

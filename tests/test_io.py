@@ -276,7 +276,7 @@ def test_edited_whitened_files_are_refused(digits, tmp_path):
     cases = {
         "no_pca_tensor": ({}, {"pca.components_": None}, "'pca.components_' is missing"),
         "no_section": ({"fitted": json.dumps({k: v for k, v in fitted.items() if k != "pca"})}, {},
-                       "KeyError"),
+                       "section 'pca' is missing"),
         "bad_layout": ({"fitted": json.dumps({**fitted, "pca": {
             **fitted["pca"], "arrays": {**fitted["pca"]["arrays"], "mean_": "Z"}}})}, {},
             "unknown layout"),

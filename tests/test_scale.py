@@ -2,6 +2,7 @@
 searches on a Dask cluster."""
 
 import pickle
+import re
 import tracemalloc
 import warnings
 
@@ -12,7 +13,7 @@ from numpy.testing import assert_array_equal
 from sklearn.model_selection import GridSearchCV
 
 from sknovelty import base
-from sknovelty.base import STREAM_ROWS, bf16_native, resolve_device
+from sknovelty.base import STREAM_ROWS, resolve_device
 from sknovelty.datasets import load_mnist_5k
 from sknovelty.metrics import auroc_scorer
 from sknovelty.registry import ESTIMATORS
@@ -92,19 +93,34 @@ def test_auto_scoring_chunk_follows_the_device_and_the_sample_size():
     assert det._score_batch_size() == 5
 
 
-def test_bfloat16_falls_back_with_a_message_where_it_brings_nothing(digits):
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
+def test_bfloat16_falls_back_with_a_message_where_it_brings_nothing(digits, native, monkeypatch):
+    # both branches on every machine: the CPU's own answer is replaced by each one in turn
+    # (on a CPU without native kernels the "native" branch scores in emulated bfloat16)
+    monkeypatch.setattr(base, "bf16_native", lambda device: native)
     X = digits[0][:60]
     det = ESTIMATORS["AE"].tiny(precision="bfloat16")
-    if bf16_native("cpu"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            assert det.fit(X).precision_ == "bfloat16"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det.fit(X)
+    precision_warnings = [w for w in caught if "bfloat16" in str(w.message)]
+    if native:
+        assert det.precision_ == "bfloat16" and not precision_warnings
+        assert np.isfinite(det.score_samples(X)).all()
     else:
-        with pytest.warns(UserWarning, match="neither AVX512-BF16 nor AMX.*float32"):
-            det.fit(X)
+        assert len(precision_warnings) == 1
+        assert re.search("neither AVX512-BF16 nor AMX.*float32", str(precision_warnings[0].message))
         assert det.precision_ == "float32"
         assert_array_equal(det.score_samples(X),
                            ESTIMATORS["AE"].tiny().fit(X).score_samples(X))
+
+
+def test_bf16_native_reads_the_cpu_flags(monkeypatch):
+    # the detection itself, for each kind of CPU, whatever this one is
+    for flags, expected in [({"avx2"}, False), ({"avx2", "avx512_bf16"}, True),
+                            ({"amx_bf16", "amx_tile"}, True), (set(), False)]:
+        monkeypatch.setattr(base, "_cpu_flags", lambda: frozenset(flags))
+        assert base.bf16_native("cpu") is expected
 
 
 @pytest.mark.parametrize("name", DEEP)

@@ -67,22 +67,46 @@ def test_benchmark_script_writes_table_and_plot(tmp_path):
     threads = os.environ.get("SKNOVELTY_TEST_THREADS")
     env = {**os.environ, **({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                              "OPENBLAS_NUM_THREADS": threads} if threads else {})}
+    # (no --figure-class: OLED's masks are drawn for the first class of the run)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "one_class.py"), "--seeds", "0", "--classes",
            "1", "--epochs", "1", "--smoke-rows", "60", "--methods", "LSA", "OC-SVM", "OLED",
-           "--figure-class", "1", "--out", str(tmp_path)]
+           "--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "one_class_mnist.md").read_text()
     assert "| **mean** |" in table and "LSA REC" in table and "- run `" in table
+    assert "[3/3] OLED class 1 seed 0: fit " in done.stdout  # a progress line per fit
     assert "SMOKE RUN on 60 training and 60 test rows" in table
     assert "OLED mask" in table and "OLED ablation" in table and "mask IoU" in table
     assert (tmp_path / "one_class_mnist.png").stat().st_size > 10_000
     assert (tmp_path / "oled_masks.png").stat().st_size > 10_000
     # --merge keeps the rows of the methods not rerun
-    cmd[cmd.index("--methods") + 1: cmd.index("--figure-class")] = ["OC-SVM"]
+    cmd[cmd.index("--methods") + 1: cmd.index("--out")] = ["OC-SVM"]
     done = subprocess.run(cmd + ["--merge"], capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OLED mask" in (tmp_path / "one_class_mnist.md").read_text()
+
+
+def test_benchmark_script_leaves_the_committed_results_alone(tmp_path, monkeypatch, capsys):
+    """Without ``--out``, ``one_class.py`` writes a new run folder, never
+    ``benchmarks/results``; ``--merge`` and ``--rewrite`` need ``--out``."""
+    one_class = _benchmark_module("one_class")
+    committed = {p.name: p.stat().st_mtime_ns for p in (ROOT / "benchmarks" / "results").iterdir()}
+    monkeypatch.setattr(one_class, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(sys, "argv", ["benchmarks/one_class.py"])
+    one_class.main(["--seeds", "0", "--classes", "3", "--methods", "KDE"])
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("one_class_")
+    assert {p.name for p in run.iterdir()} == {f"one_class_mnist.{e}"
+                                               for e in ("md", "json", "png")}
+    assert "[1/1] KDE class 3 seed 0: fit " in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns
+            for p in (ROOT / "benchmarks" / "results").iterdir()} == committed
+    assert os.path.abspath(one_class.default_out()) != os.path.abspath(one_class.RESULTS)
+    for flag in ("--merge", "--rewrite"):
+        with pytest.raises(SystemExit):
+            one_class.main([flag])
+    assert "say which folder with --out" in capsys.readouterr().err
 
 
 def _benchmark_module(name):
