@@ -105,7 +105,8 @@ def make_estimator(name, *, random_state=None, device="auto", epochs=None, **par
 
     Deep estimators get ``random_state``, ``device`` and, when given, ``epochs``; a variant's
     own parameters win over ``epochs``; ``params`` win over everything. Non-deep registry
-    estimators (OC-SVM, KDE) are deterministic and take only ``params``.
+    estimators get ``random_state`` when they take one (kNN: its held-out split); OC-SVM and
+    KDE are deterministic and take only ``params``.
     """
     if name in PEERS:
         return PEERS[name](random_state=random_state, device=device)
@@ -115,6 +116,8 @@ def make_estimator(name, *, random_state=None, device="auto", epochs=None, **par
     if entry.deep:
         settings = dict(random_state=random_state, device=device,
                         **({"epochs": epochs} if epochs else {}))
+    elif "random_state" in entry.cls().get_params():
+        settings = dict(random_state=random_state)
     return entry.cls(**{**settings, **variant, **params})
 
 

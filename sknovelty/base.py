@@ -180,6 +180,12 @@ def _float32(output):
 _GLOBAL_RNG_LOCK = threading.RLock()
 
 
+def resolve_n_jobs(n_jobs):
+    """The thread count an integer ``n_jobs`` asks for: itself when positive, ``-1`` all
+    CPUs, ``-2`` all but one, and so on (scikit-learn's convention), at least 1."""
+    return n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
+
+
 @contextlib.contextmanager
 def torch_threads(n_jobs):
     """Run the block with ``n_jobs`` torch intra-op threads, then restore the caller's setting.
@@ -191,10 +197,7 @@ def torch_threads(n_jobs):
     never set one) cannot change this block's mid-way, and float32 results with it.
     """
     before = torch.get_num_threads()
-    if n_jobs is None:
-        n = before
-    else:
-        n = n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
+    n = before if n_jobs is None else resolve_n_jobs(n_jobs)
     torch.set_num_threads(n)
     try:
         yield
@@ -709,8 +712,10 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
     simple_input_auroc_ : float
         For images and clips: the AUROC with which the fitted model tells the held-out
         normal rows from their flat versions (each replaced by its per-channel mean); NaN
-        for vectors. ``fit`` warns below 0.5: the flat inputs score as more normal than
-        normal data, so novel inputs simpler than the training data may go unnoticed.
+        for vectors. ``fit`` warns (:class:`~sknovelty.exceptions.SimpleInputWarning`) when
+        it is clearly below 0.5 (:meth:`_simple_input_threshold`): the flat inputs score as
+        more normal than normal data, so novel inputs simpler than the training data may go
+        unnoticed.
     complexity_correlation_ : float
         For images and clips: the Spearman correlation, over the held-out normal rows,
         between the novelty score and the input's zlib code length
@@ -947,9 +952,10 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
 
         - ``simple_input_auroc_``: the AUROC with which ``score_samples`` tells the reference
           rows (normal) from their flat versions (each replaced by its per-channel mean, an
-          input no normal sample looks like). Below ``SIMPLE_INPUT_WARNING`` (0.5) the flat
-          inputs score as more normal than the normal data, and ``fit`` warns: novel inputs
-          simpler than the training data (smoother, less textured) will be missed.
+          input no normal sample looks like). Below 0.5 the flat inputs score as more normal than
+          the normal data; clearly below it (:meth:`_simple_input_threshold`: 3 standard
+          errors under 0.5) ``fit`` warns: novel inputs simpler than the training data
+          (smoother, less textured) will be missed.
         - ``complexity_correlation_``: the Spearman correlation between the reference rows'
           novelty scores and their zlib code lengths (:func:`~sknovelty.metrics.code_length`);
           no warning.

@@ -14,7 +14,10 @@ Tensors
     and of the criterion, on the CPU. Whitened baselines: ``fitted.<name>``, ``pca.<name>``
     and ``scorer.<name>``, the numeric array attributes of the detector, of its ``PCA`` and of
     its scorer (for ``KernelDensity``: ``scorer.data``, the whitened training rows it is
-    refitted on).
+    refitted on). The nearest-neighbour detector: ``fitted.<name>`` (its numeric fitted
+    arrays: the reference scores) and ``index.rows``, the indexed training rows as float32
+    ``(n, prod(sample_shape_))``, from which the index is rebuilt on load (its other arrays
+    are computed from the rows row by row, so the loaded model scores bit-identically).
 Metadata (``str -> str``)
     ``format`` (``"sknovelty-model"``), ``format_version`` (``"2"``), ``class``, and the JSON
     strings ``params``, ``fitted``, ``versions`` and, for deep detectors, ``history``.
@@ -22,7 +25,10 @@ Metadata (``str -> str``)
     the whitened baselines it has the sections ``detector``, ``pca`` and ``scorer``, each
     ``{"values": {name: JSON}, "arrays": {name: "C" | "F" | "scalar"}, "str_arrays": {...}}``
     (``arrays`` names the tensors of the section and how to lay them out again), the last two
-    also with the estimator's ``params``, and ``scorer`` with ``refit``.
+    also with the estimator's ``params``, and ``scorer`` with ``refit``. For the
+    nearest-neighbour detector ``fitted`` has the one section ``detector``; its rows are
+    checked on load (finite float32, as many values per row as ``sample_shape_``, at least
+    ``n_neighbors`` rows).
 
 Composite files: PatchwiseDetector and Pipeline
 -----------------------------------------------
@@ -119,10 +125,10 @@ MAX_SAMPLE_VALUES = 2**24
 #: ``UNBOUNDED_PARAMS`` and the batch sizes), and the width multiplier ``width``.
 MAX_WIDTH, MAX_WIDTH_FACTOR = 4096, 64.0
 #: Integer parameters that size nothing a load or a score allocates (``n_jobs`` and the batch
-#: sizes have limits of their own).
+#: sizes have limits of their own; ``n_neighbors`` must not exceed the rows in the file).
 UNBOUNDED_PARAMS = frozenset({"epochs", "flow_epochs", "warmup_epochs", "mask_update_period",
                               "random_state", "verbose", "n_components", "n_jobs", "batch_size",
-                              "score_batch_size"})
+                              "score_batch_size", "n_neighbors"})
 #: Rows of a training or scoring batch (``batch_size``, ``batch_size_``, ``score_batch_size``)
 #: and the input values one scoring chunk may hold (rows x sample values: 1 GiB of float32).
 MAX_BATCH_ROWS, MAX_CHUNK_VALUES = 2**16, 2**28
@@ -144,7 +150,8 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
 
 
-#: sknovelty's own public estimators: class name -> (class, "deep" | "whitened"). Filled by
+#: sknovelty's own public estimators: class name -> (class, "deep" | "whitened" |
+#: "neighbors" | "patchwise"). Filled by
 #: :func:`register`, which the estimators' base classes call for each subclass they get.
 _REGISTRY = {}
 
@@ -152,9 +159,10 @@ _REGISTRY = {}
 def register(cls, kind):
     """Make ``cls`` restorable by name (called from ``__init_subclass__`` of the bases).
 
-    ``kind`` says how its fitted state is stored: ``"deep"`` (weights of ``net_``) or
-    ``"whitened"`` (PCA and scorer arrays). Only public classes defined in sknovelty count:
-    a subclass defined elsewhere could reuse the name of one of ours and shadow it.
+    ``kind`` says how its fitted state is stored: ``"deep"`` (weights of ``net_``),
+    ``"whitened"`` (PCA and scorer arrays) or ``"neighbors"`` (the indexed rows). Only public
+    classes defined in sknovelty count: a subclass defined elsewhere could reuse the name of
+    one of ours and shadow it.
     """
     if cls.__module__.partition(".")[0] == "sknovelty" and not cls.__name__.startswith("_"):
         _REGISTRY[cls.__name__] = (cls, kind)
@@ -807,6 +815,50 @@ def _restore_whitened(model, fitted, tensors):
     model.pca_, model.model_ = pca, scorer
 
 
+# ---------------------------------------------------------------- nearest neighbours
+def _neighbors_state(model, tensors):
+    """The fitted state of a NearestNeighborDetector: its fitted values (section
+    ``detector``) and its indexed rows (tensor ``index.rows``)."""
+    rest = {k: v for k, v in _fitted_part(model).items() if k != "model_"}
+    tensors["index.rows"] = torch.from_numpy(np.array(model.model_.rows, dtype=np.float32,
+                                                      order="C"))
+    return {"detector": _encode_attributes(rest, "fitted", tensors, type(model).__name__)}
+
+
+def _restore_neighbors(model, fitted, tensors):
+    """Rebuild a NearestNeighborDetector from its section and rows, checked first: the
+    fitted values of every detector, and rows that are finite float32, of as many values as
+    ``sample_shape_`` has, at least ``n_neighbors`` of them."""
+    from .neighbors import _NeighborIndex
+
+    if set(fitted) != {"detector"}:
+        raise ValueError(f"the fitted sections should be ['detector'], got {sorted(fitted)}")
+    attrs = _decode_attributes(fitted["detector"], "fitted", tensors, model)
+    missing = set(_WHITENED_REQUIRED) - set(attrs)
+    extra = set(attrs) - set(_WHITENED_REQUIRED) - set(_WHITENED_OPTIONAL)
+    if missing or extra:
+        raise ValueError(f"fitted attributes {sorted(missing)} are missing" if missing
+                         else f"unexpected fitted attributes {sorted(extra)}")
+    shape = attrs["sample_shape_"] = check_sample_shape(attrs["sample_shape_"],
+                                                        model._sample_ranks)
+    _check_common_fitted(attrs, shape)
+    if "index.rows" not in tensors:
+        raise ValueError("tensor 'index.rows' is missing")
+    rows = tensors.pop("index.rows")
+    d = math.prod(shape)
+    if rows.dtype != torch.float32 or rows.ndim != 2 or rows.shape[1] != d:
+        raise ValueError(f"the indexed rows should be float32 of shape (n, {d}) for "
+                         f"sample_shape_ {shape}, got {rows.dtype} of shape {tuple(rows.shape)}")
+    if len(rows) < model.n_neighbors:
+        raise ValueError(f"n_neighbors={model.n_neighbors} is more than the {len(rows)} "
+                         "indexed rows")
+    if not torch.isfinite(rows).all():
+        raise ValueError("the indexed rows hold non-finite values")
+    for name, value in attrs.items():
+        setattr(model, name, value)
+    model.model_ = _NeighborIndex(np.ascontiguousarray(rows.numpy()), model.metric)
+
+
 # ---------------------------------------------------------------- writing
 def _history_json(history):
     """The training history as JSON within ``MAX_HISTORY_BYTES``: without the per-batch
@@ -939,9 +991,9 @@ def save(model, path):
 
 
 def _kind(est, where):
-    """How ``est`` is stored: ``"deep"``, ``"whitened"``, ``"patchwise"`` (registered
-    sknovelty classes), ``"pipeline"`` or ``"transformer"``; ``TypeError`` for anything
-    else. Only the exact classes count: a subclass could behave differently."""
+    """How ``est`` is stored: ``"deep"``, ``"whitened"``, ``"neighbors"``, ``"patchwise"``
+    (registered sknovelty classes), ``"pipeline"`` or ``"transformer"``; ``TypeError`` for
+    anything else. Only the exact classes count: a subclass could behave differently."""
     from sklearn.pipeline import Pipeline
 
     cls, name = type(est), type(est).__name__
@@ -984,7 +1036,7 @@ def _write_node(est, prefix, tensors, metadata, path, fitted, depth, count):
     if fitted:
         check_is_fitted(est)
     own = {}  # this estimator's tensors, named without the prefix
-    if kind in ("deep", "whitened"):
+    if kind in ("deep", "whitened", "neighbors"):
         _write_sknovelty(est, own, metadata, prefix, path, fitted)
     elif kind == "transformer":
         metadata[prefix + "params"] = _dumps(est.get_params(deep=False), est)
@@ -1075,6 +1127,8 @@ def _write_sknovelty(model, tensors, metadata, prefix, path, fitted):
         for key, module in (("module", model.net_.module_), ("criterion", model.net_.criterion_)):
             tensors.update({f"{key}.{k}": _cpu_copy(v) for k, v in module.state_dict().items()})
         metadata[prefix + "history"] = _history_json(model.net_.history)
+    elif fitted and _REGISTRY[name][1] == "neighbors":
+        state = _neighbors_state(model, tensors)
     elif fitted:
         state = _whitened_state(model, tensors)
     metadata[prefix + "params"] = _dumps(params, model)
@@ -1403,7 +1457,7 @@ def _plan(metadata, prefix, path, device, fitted, depth, count):
                                                    dict).items()}
     state = _json_field(metadata, prefix + "fitted", path, dict) if fitted and kind not in (
         "pipeline",) else None
-    if kind in ("deep", "whitened"):
+    if kind in ("deep", "whitened", "neighbors"):
         history = (_json_field(metadata, prefix + "history", path, list, MAX_HISTORY_BYTES)
                    if fitted and kind == "deep" else None)
         if device is not None and kind == "deep":
@@ -1502,6 +1556,9 @@ def _restore_node(node, tensors):
         est._restore(fitted, module_state, criterion_state, history)
     elif node.kind == "whitened":
         _restore_whitened(est, node.fitted, tensors)
+        _check_used(tensors)
+    elif node.kind == "neighbors":
+        _restore_neighbors(est, node.fitted, tensors)
         _check_used(tensors)
     elif node.kind == "transformer":
         attrs = _check_transformer(est, _decode_attributes(node.fitted, "fitted", tensors, est))

@@ -224,8 +224,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         The training batch size used.
     simple_input_auroc_, complexity_correlation_ : float
         Images and clips only (NaN for vectors): how well the model tells held-out normal
-        rows from their flat versions (``fit`` warns below 0.5: simpler novel inputs would
-        look normal), and how closely the rows' novelty scores follow their compressed size
+        rows from their flat versions (``fit`` warns when it is clearly below 0.5: simpler
+        novel inputs would look normal), and how closely the rows' novelty scores follow their compressed size
         (Spearman). See :class:`~sknovelty.base.BaseDeepDetector`.
 
     Notes

@@ -18,6 +18,7 @@ from .itae import FlowDensityDetector, TwoPathFlowDetector
 from .lsa import LatentAutoregressiveDetector
 from .ltg import PseudoAnomalyDetector
 from .mmp import MaskedMultiPredictionDetector
+from .neighbors import NearestNeighborDetector
 from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
 
 __all__ = ["ESTIMATORS", "Entry"]
@@ -65,4 +66,6 @@ ESTIMATORS = {
     "OC-SVM": Entry(WhitenedOneClassSVM, ("vectors", "images", "clips"), {"n_components": 4},
                     deep=False),
     "KDE": Entry(WhitenedKDE, ("vectors", "images", "clips"), {"n_components": 4}, deep=False),
+    "kNN": Entry(NearestNeighborDetector, ("vectors", "images", "clips"), {"random_state": 0},
+                 deep=False),
 }

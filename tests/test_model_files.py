@@ -399,6 +399,58 @@ def test_cut_support_vectors_and_odd_arrays_are_refused(files, tmp_path):
             "non-finite")
 
 
+def test_tampered_neighbor_files_are_refused(files, tmp_path):
+    """The nearest-neighbour detector's file: its indexed rows (finite float32 of the
+    sample's width, at least n_neighbors of them) and its fitted values."""
+    path, det, X = files["kNN"]
+    rows = torch.from_numpy(det.model_.rows.copy())
+    n = len(rows)
+    nan_rows, inf_rows = rows.clone(), rows.clone()
+    nan_rows[3, 2], inf_rows[0, 0] = float("nan"), float("inf")
+    reference = torch.from_numpy(det.reference_scores_.copy()).flip(0)
+
+    def values(**change):
+        return lambda f: f["detector"]["values"].update(change)
+
+    def narrow(f):  # a consistent sample shape of 4 values, without the 8 feature names
+        f["detector"]["values"].update(sample_shape_=[4], n_features_in_=4)
+        f["detector"]["str_arrays"].pop("feature_names_in_")
+
+    cases = {
+        "nan_rows": ({"tensors": {"index.rows": nan_rows}}, "non-finite"),
+        "inf_rows": ({"tensors": {"index.rows": inf_rows}}, "non-finite"),
+        "no_rows": ({"tensors": {"index.rows": None}}, "'index.rows' is missing"),
+        "narrow_rows": ({"tensors": {"index.rows": rows[:, :7].contiguous()}},
+                        r"float32 of shape \(n, 8\)"),
+        "flat_rows": ({"tensors": {"index.rows": rows.reshape(-1)}}, r"float32 of shape \(n, 8\)"),
+        "float64_rows": ({"tensors": {"index.rows": rows.double()}}, "float32 of shape"),
+        "int_rows": ({"tensors": {"index.rows": rows.to(torch.int32)}}, "float32 of shape"),
+        "other_width": ({"fitted": narrow}, r"float32 of shape \(n, 4\) for sample_shape_ \(4,\)"),
+        "one_row": ({"tensors": {"index.rows": rows[:1].contiguous()}},
+                    "n_neighbors=2 is more than the 1 indexed rows"),
+        "n_neighbors": ({"params": {"n_neighbors": n + 1}},
+                        f"n_neighbors={n + 1} is more than the {n} indexed rows"),
+        "huge_n_neighbors": ({"params": {"n_neighbors": 10**12}}, "is more than the"),
+        "zero_neighbors": ({"params": {"n_neighbors": 0}}, "invalid parameters.*n_neighbors"),
+        "metric": ({"params": {"metric": "os.system"}}, "invalid parameters.*metric"),
+        "huge_sample": ({"fitted": values(sample_shape_=[10**9], n_features_in_=10**9)},
+                        "above the limit"),
+        "unsorted_reference": ({"tensors": {"fitted.reference_scores_": reference}}, "sorted"),
+        "nan_offset": ({"fitted": values(offset_=float("inf"))},
+                       "offset_ should be a finite number"),
+        "rate": ({"fitted": values(false_alarm_rate_=0.3)}, "false_alarm_rate_"),
+        "override": ({"fitted": values(n_neighbors=1)},
+                     "'n_neighbors' is a parameter of NearestNeighborDetector"),
+        "unknown": ({"fitted": values(model_=1)}, r"unexpected fitted attributes \['model_'\]"),
+        "extra_section": ({"fitted": lambda f: f.update(pca={})}, "fitted sections should be"),
+    }
+    failures = _refused_all({what: (edit(path, tmp_path / f"{what}.safetensors", **change),
+                                    pattern) for what, (change, pattern) in cases.items()})
+    assert not failures, failures
+    # the untouched file still loads and scores as the original
+    np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
+
+
 # ---------------------------------------------------------------- 8. feature names, save
 @pytest.mark.parametrize("name", [n for n in VECTORS if n in DEEP])
 def test_feature_names_survive_save_and_load(files, name):

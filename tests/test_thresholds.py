@@ -16,7 +16,7 @@ from sknovelty.registry import ESTIMATORS
 
 from .conftest import tiny_ae, tiny_lsa
 
-WHITENED = tuple(name for name, entry in ESTIMATORS.items() if not entry.deep)
+WHITENED = tuple(name for name, entry in ESTIMATORS.items() if entry.cls._file_kind == "whitened")
 #: the methods whose novelty score is one term with a per-value map that sums to it
 SINGLE_TERM_MAPS = ("AE", "OLED", "CAE", "MMP", "LTG")
 #: the classes that have anomaly maps; the others (a flow's likelihood, the whitened

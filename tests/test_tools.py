@@ -140,7 +140,7 @@ def test_benchmarks_build_every_estimator_from_the_registry(bench):
             assert params["random_state"] == 3 and params["device"] == "cpu"
             assert params["epochs"] == variant.get("epochs", 1)
     assert bench.make_estimator("LSA", latent_dim=7).latent_dim == 7
-    assert bench.estimator_names(deep=False) == ["OC-SVM", "KDE"]
+    assert bench.estimator_names(deep=False) == ["OC-SVM", "KDE", "kNN"]
     assert "ITAE" not in bench.estimator_names(inputs="images")
 
 

