@@ -180,6 +180,38 @@ def _float32(output):
 _GLOBAL_RNG_LOCK = threading.RLock()
 
 
+def unchanged_on_failure(fit):
+    """Decorate ``fit`` so that a fit that raises (an error, a diverged training, Ctrl-C)
+    leaves the estimator exactly as it was before the call, then re-raises."""
+    @functools.wraps(fit)
+    def guarded(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return guarded
+
+
+def resolve_precision(estimator, stacklevel):
+    """``estimator.precision`` on ``estimator.device_``: ``"bfloat16"`` only where it is
+    native (:func:`bf16_native`; tests emulate it with ``_emulate_bf16``); elsewhere
+    ``"float32"`` with a :class:`~sknovelty.exceptions.PrecisionWarning`."""
+    if estimator.precision == "float32":
+        return "float32"
+    if bf16_native(estimator.device_) or getattr(estimator, "_emulate_bf16", False):
+        return "bfloat16"
+    where = ("this GPU has no bfloat16 support" if estimator.device_.startswith("cuda")
+             else "this CPU has neither AVX512-BF16 nor AMX")
+    warnings.warn(f"precision='bfloat16' brings nothing here ({where}): "
+                  f"{type(estimator).__name__} computes in float32", PrecisionWarning,
+                  stacklevel=stacklevel)
+    return "float32"
+
+
 def resolve_n_jobs(n_jobs):
     """The thread count an integer ``n_jobs`` asks for: itself when positive, ``-1`` all
     CPUs, ``-2`` all but one, and so on (scikit-learn's convention), at least 1."""
@@ -815,6 +847,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         )
         return self._net_class(**{**kwargs, **self._net_kwargs()})
 
+    @unchanged_on_failure
     def fit(self, X, y=None):
         """Train on normal data.
 
@@ -839,7 +872,10 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         ValueError
             For invalid input or hyperparameters.
         TrainingDivergedError
-            When the training loss becomes NaN or infinite.
+            When the training loss becomes NaN or infinite, or the fitted model gives
+            (nearly) one score to every held-out row (:func:`check_score_spread`).
+        KeyboardInterrupt
+            On Ctrl-C (SIGINT) during training, with the estimator left as it was.
 
         See Also
         --------
@@ -847,15 +883,9 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
         calibrate : Replace the held-out reference scores by those of fresh normal rows.
         save : Write the fitted estimator to a model file.
         """
-        before = dict(self.__dict__)
-        try:
-            self._validate_params()
-            with torch_threads(self.n_jobs):
-                return self._fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        self._validate_params()
+        with torch_threads(self.n_jobs):
+            return self._fit(X, y)
 
     def _fit(self, X, y):
         self._check_hyperparameters()
@@ -1052,15 +1082,7 @@ class BaseDeepDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEsti
 
     def _resolve_precision(self):
         """The scoring precision on ``device_``: ``"bfloat16"`` only where it is native."""
-        if self.precision == "float32":
-            return "float32"
-        if bf16_native(self.device_) or getattr(self, "_emulate_bf16", False):
-            return "bfloat16"
-        where = ("this GPU has no bfloat16 support" if self.device_.startswith("cuda")
-                 else "this CPU has neither AVX512-BF16 nor AMX")
-        warnings.warn(f"precision='bfloat16' brings nothing here ({where}): "
-                      f"{type(self).__name__} scores in float32", PrecisionWarning, stacklevel=4)
-        return "float32"
+        return resolve_precision(self, stacklevel=5)
 
     def _forward(self, xb):
         """The module's forward pass at the scoring precision, its outputs in float32."""

@@ -26,7 +26,7 @@ from torch import nn
 
 from . import io
 from .base import (STREAM_ROWS, BaseDeepDetector, ThresholdMixin, check_score_spread, normal_rows,
-                   pixel_scale)
+                   pixel_scale, unchanged_on_failure)
 from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
 from .nn import random
 
@@ -164,6 +164,7 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
     }
 
+    @unchanged_on_failure
     def fit(self, X, y=None):
         """Fit PCA whitening and the scorer on ``X`` (flattened).
 
@@ -188,39 +189,33 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         calibrate : Replace the training rows' reference scores by those of held-out rows.
         save : Write the fitted estimator to a model file.
         """
-        before = dict(self.__dict__)
-        try:
-            self._validate_params()
-            given_dtype = getattr(X, "dtype", None)
-            X = validate_data(self, X, allow_nd=True)
-            scale = pixel_scale(given_dtype, X.shape[1:])  # integer images: to [0, 1]
-            if scale is not None:
-                X = X / scale
-            with np.errstate(over="ignore"):
-                if not np.isfinite(X.astype(np.float32)).all():
-                    raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
-            sample_shape = tuple(int(s) for s in X.shape[1:])
-            X = normal_rows(X.reshape(len(X), -1), y)
-            if len(X) < 2:  # after the labels: PCA of one row is NaN
-                raise ValueError(f"{type(self).__name__} needs at least 2 normal samples to fit; "
-                                 f"got n_samples = {len(X)}")
-            n_components = self.n_components
-            if isinstance(n_components, numbers.Integral):
-                # n centred rows span at most n - 1 directions: whitening an n-th one would
-                # divide by a variance of ~1e-14 and blow other points' scores up
-                n_components = min(n_components, len(X) - 1, X.shape[1])
-            self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
-            Z = self._whiten(X)
-            self.model_ = self._make_model().fit(Z)
-            scores = self._raw_score(Z)
-            check_score_spread(scores, X, type(self).__name__)
-            self.offset_ = float(np.percentile(scores, 100 * self.contamination))
-            self._set_reference_scores(scores, held_out=False)
-            self.sample_shape_ = sample_shape
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        self._validate_params()
+        given_dtype = getattr(X, "dtype", None)
+        X = validate_data(self, X, allow_nd=True)
+        scale = pixel_scale(given_dtype, X.shape[1:])  # integer images: to [0, 1]
+        if scale is not None:
+            X = X / scale
+        with np.errstate(over="ignore"):
+            if not np.isfinite(X.astype(np.float32)).all():
+                raise ValueError("X contains values too large for float32 (|x| > 3.4e38)")
+        sample_shape = tuple(int(s) for s in X.shape[1:])
+        X = normal_rows(X.reshape(len(X), -1), y)
+        if len(X) < 2:  # after the labels: PCA of one row is NaN
+            raise ValueError(f"{type(self).__name__} needs at least 2 normal samples to fit; "
+                             f"got n_samples = {len(X)}")
+        n_components = self.n_components
+        if isinstance(n_components, numbers.Integral):
+            # n centred rows span at most n - 1 directions: whitening an n-th one would
+            # divide by a variance of ~1e-14 and blow other points' scores up
+            n_components = min(n_components, len(X) - 1, X.shape[1])
+        self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
+        Z = self._whiten(X)
+        self.model_ = self._make_model().fit(Z)
+        scores = self._raw_score(Z)
+        check_score_spread(scores, X, type(self).__name__)
+        self.offset_ = float(np.percentile(scores, 100 * self.contamination))
+        self._set_reference_scores(scores, held_out=False)
+        self.sample_shape_ = sample_shape
         return self
 
     def _block_rows(self):

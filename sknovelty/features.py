@@ -31,9 +31,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
-from .base import (STREAM_ROWS, _float32, bf16_native, resolve_device, torch_threads,
-                   validate_samples)
-from .exceptions import PrecisionWarning
+from .base import (STREAM_ROWS, _float32, resolve_device, resolve_precision, torch_threads,
+                   unchanged_on_failure, validate_samples)
 
 __all__ = ["PretrainedEmbedding", "EfficientNetLite0", "efficientnet_lite0_weights_path"]
 
@@ -459,6 +458,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ fit
+    @unchanged_on_failure
     def fit(self, X, y=None):
         """Load the backbone and record the shapes; nothing is trained.
 
@@ -488,30 +488,24 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         --------
         transform : The features of images once fitted.
         """
-        before = dict(self.__dict__)
-        try:
-            self._validate_params()
-            size = self._input_size()
-            self._validate_blocks(X, fit=True)
-            channels = self.sample_shape_[0]
-            if channels not in (1, 3):
-                raise ValueError(f"{type(self).__name__} takes grey (1 channel) or RGB (3 "
-                                 f"channels) images; got samples of shape {self.sample_shape_}")
-            self.device_ = resolve_device(self.device)
-            self.precision_ = self._resolve_precision()
-            module = self._build_backbone()
-            self._check_stage(module)
-            self.backbone_ = module.to(self.device_).eval()
-            if self._channels_last():
-                self.backbone_.to(memory_format=torch.channels_last)
-            self.input_size_ = size or tuple(self.sample_shape_[1:])
-            probe = torch.zeros((1, 3, *self.input_size_), device=self.device_)
-            with torch.inference_mode(), torch_threads(self.n_jobs):
-                self.n_features_out_ = int(self._features(probe).shape[1])
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        self._validate_params()
+        size = self._input_size()
+        self._validate_blocks(X, fit=True)
+        channels = self.sample_shape_[0]
+        if channels not in (1, 3):
+            raise ValueError(f"{type(self).__name__} takes grey (1 channel) or RGB (3 "
+                             f"channels) images; got samples of shape {self.sample_shape_}")
+        self.device_ = resolve_device(self.device)
+        self.precision_ = self._resolve_precision()
+        module = self._build_backbone()
+        self._check_stage(module)
+        self.backbone_ = module.to(self.device_).eval()
+        if self._channels_last():
+            self.backbone_.to(memory_format=torch.channels_last)
+        self.input_size_ = size or tuple(self.sample_shape_[1:])
+        probe = torch.zeros((1, 3, *self.input_size_), device=self.device_)
+        with torch.inference_mode(), torch_threads(self.n_jobs):
+            self.n_features_out_ = int(self._features(probe).shape[1])
         return self
 
     def _input_size(self):
@@ -562,15 +556,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         return isinstance(self.backbone_, EfficientNetLite0)
 
     def _resolve_precision(self):
-        if self.precision == "float32":
-            return "float32"
-        if bf16_native(self.device_) or getattr(self, "_emulate_bf16", False):
-            return "bfloat16"
-        where = ("this GPU has no bfloat16 support" if self.device_.startswith("cuda")
-                 else "this CPU has neither AVX512-BF16 nor AMX")
-        warnings.warn(f"precision='bfloat16' brings nothing here ({where}): "
-                      f"{type(self).__name__} runs in float32", PrecisionWarning, stacklevel=3)
-        return "float32"
+        return resolve_precision(self, stacklevel=4)
 
     # ------------------------------------------------------------------ transform
     def transform(self, X):

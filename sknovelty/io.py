@@ -829,8 +829,6 @@ def _restore_neighbors(model, fitted, tensors):
     """Rebuild a NearestNeighborDetector from its section and rows, checked first: the
     fitted values of every detector, and rows that are finite float32, of as many values as
     ``sample_shape_`` has, at least ``n_neighbors`` of them."""
-    from .neighbors import _NeighborIndex
-
     if set(fitted) != {"detector"}:
         raise ValueError(f"the fitted sections should be ['detector'], got {sorted(fitted)}")
     attrs = _decode_attributes(fitted["detector"], "fitted", tensors, model)
@@ -856,7 +854,7 @@ def _restore_neighbors(model, fitted, tensors):
         raise ValueError("the indexed rows hold non-finite values")
     for name, value in attrs.items():
         setattr(model, name, value)
-    model.model_ = _NeighborIndex(np.ascontiguousarray(rows.numpy()), model.metric)
+    model.model_ = model._index(np.ascontiguousarray(rows.numpy()))
 
 
 # ---------------------------------------------------------------- writing
@@ -1616,8 +1614,6 @@ def _restore_patchwise(model, section, tensors, inner):
     """The fitted values of a PatchwiseDetector: those of every detector (sample shape,
     offset, reference scores, feature names), patch starts recomputed from them, and a
     fitted estimator of patches of the shape they give."""
-    from .patches import patch_starts
-
     attrs = _decode_attributes(section, "fitted", tensors, model)
     missing = set(_WHITENED_REQUIRED) - set(attrs)
     extra = set(attrs) - set(_WHITENED_REQUIRED) - set(_WHITENED_OPTIONAL)
@@ -1629,9 +1625,7 @@ def _restore_patchwise(model, section, tensors, inner):
     if model.image_shape is not None and len(shape) == 3 and shape != tuple(model.image_shape):
         raise ValueError(f"sample_shape_ {shape} is not image_shape={model.image_shape}")
     p = model.patch_size
-    stride = p if model.stride is None else model.stride
-    spatial = shape[1:] if len(shape) == 3 else shape
-    starts = tuple(patch_starts(s, p, stride) for s in spatial)
+    starts = model._patch_starts(shape)
     patch = (shape[0], p, p) if len(shape) == 3 else (p,)
     inner_shape = getattr(inner, "sample_shape_", None)
     inner_features = getattr(inner, "n_features_in_", None)

@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from . import io
 from .base import (STREAM_ROWS, ThresholdMixin, check_score_spread, normal_rows, resolve_n_jobs,
-                   validate_samples)
+                   unchanged_on_failure, validate_samples)
 
 __all__ = ["NearestNeighborDetector"]
 
@@ -215,6 +215,7 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         self.image_shape = image_shape
         self.n_jobs = n_jobs
 
+    @unchanged_on_failure
     def fit(self, X, y=None):
         """Index the normal training rows and score the held-out ones as the reference.
 
@@ -247,40 +248,39 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         calibrate : Replace the reference scores by those of fresh normal rows.
         save : Write the fitted estimator to a model file.
         """
-        before = dict(self.__dict__)
-        try:
-            self._validate_params()
-            X = validate_samples(self, X, reset=True, ranks=self._sample_ranks)
-            shape = tuple(int(s) for s in X.shape[1:])
-            X = normal_rows(X.reshape(len(X), -1), y)
-            n, k = len(X), self.n_neighbors
-            n_val = math.ceil(self.validation_fraction * n) if self.validation_fraction > 0 else 0
-            if n - n_val < k + (n_val == 0):
-                raise ValueError(
-                    f"{type(self).__name__} needs at least {self._rows_needed()} normal "
-                    f"samples to fit with n_neighbors={k} and validation_fraction="
-                    f"{self.validation_fraction}; got n_samples = {n}")
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            order = np.random.RandomState(seed).permutation(n)
-            train = np.ascontiguousarray(X[np.sort(order[n_val:])])
-            self.model_ = _NeighborIndex(train, self.metric)
-            if n_val:
-                X_ref = np.ascontiguousarray(X[np.sort(order[:n_val])])
-                scores = self._raw_score(X_ref)
-            else:  # leave-one-out: each row against the others
-                X_ref = train
-                with self._blas_threads():
-                    scores = self._to_scores(self.model_.sq_distances(
-                        self.model_.points, k + 1, exclude_self=True))
-            check_score_spread(scores, X_ref, type(self).__name__)
-            self.offset_ = float(np.percentile(scores, 100 * self.contamination))
-            self._set_reference_scores(scores, held_out=n_val > 0)
-            self.sample_shape_ = shape
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        self._validate_params()
+        X = validate_samples(self, X, reset=True, ranks=self._sample_ranks)
+        shape = tuple(int(s) for s in X.shape[1:])
+        X = normal_rows(X.reshape(len(X), -1), y)
+        n, k = len(X), self.n_neighbors
+        n_val = math.ceil(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        if n - n_val < k + (n_val == 0):
+            raise ValueError(
+                f"{type(self).__name__} needs at least {self._rows_needed()} normal "
+                f"samples to fit with n_neighbors={k} and validation_fraction="
+                f"{self.validation_fraction}; got n_samples = {n}")
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        order = np.random.RandomState(seed).permutation(n)
+        train = np.ascontiguousarray(X[np.sort(order[n_val:])])
+        self.model_ = self._index(train)
+        if n_val:
+            X_ref = np.ascontiguousarray(X[np.sort(order[:n_val])])
+            scores = self._raw_score(X_ref)
+        else:  # leave-one-out: each row against the others
+            X_ref = train
+            with self._blas_threads():
+                scores = self._to_scores(self.model_.sq_distances(
+                    self.model_.points, k + 1, exclude_self=True))
+        check_score_spread(scores, X_ref, type(self).__name__)
+        self.offset_ = float(np.percentile(scores, 100 * self.contamination))
+        self._set_reference_scores(scores, held_out=n_val > 0)
+        self.sample_shape_ = shape
         return self
+
+    def _index(self, rows):
+        """The index of the training ``rows`` (flat float32) that queries are answered from
+        (``fit``, and ``load`` from the rows a model file stores)."""
+        return _NeighborIndex(rows, self.metric)
 
     def _rows_needed(self):
         """The fewest normal rows a fit takes: ``n_neighbors`` to index and the held-out

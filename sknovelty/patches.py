@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import io
-from .base import ThresholdMixin, normal_rows, validate_samples
+from .base import ThresholdMixin, normal_rows, unchanged_on_failure, validate_samples
 from .video import clip_starts
 
 __all__ = ["PatchwiseDetector", "patch_starts"]
@@ -177,10 +177,17 @@ class PatchwiseDetector(ThresholdMixin, io.ModelFileMixin, MetaEstimatorMixin, O
         return np.ascontiguousarray(patches.transpose(0, 2, 3, 1, 4, 5)).reshape(
             -1, X.shape[1], p, p)
 
+    def _patch_starts(self, sample_shape):
+        """Where the patches of samples of ``sample_shape`` start, per spatial axis."""
+        stride = self.patch_size if self.stride is None else self.stride
+        spatial = sample_shape[1:] if len(sample_shape) == 3 else sample_shape
+        return tuple(patch_starts(s, self.patch_size, stride) for s in spatial)
+
     def _grid(self):
         return tuple(len(s) for s in self.patch_starts_)
 
     # ------------------------------------------------------------------ fit and score
+    @unchanged_on_failure
     def fit(self, X, y=None):
         """Fit a clone of ``estimator`` on the patches of the normal samples of ``X``.
 
@@ -200,24 +207,16 @@ class PatchwiseDetector(ThresholdMixin, io.ModelFileMixin, MetaEstimatorMixin, O
         score_samples : Normality scores of new samples once fitted.
         calibrate : Reference scores from normal samples not used in ``fit``.
         """
-        before = dict(self.__dict__)
-        try:
-            self._validate_params()
-            X = normal_rows(self._samples(X, reset=True), y)
-            if len(X) < 1:
-                raise ValueError(f"{type(self).__name__} needs at least 1 normal sample")
-            self.sample_shape_ = tuple(X.shape[1:])
-            stride = self.patch_size if self.stride is None else self.stride
-            spatial = self.sample_shape_[1:] if X.ndim == 4 else self.sample_shape_
-            self.patch_starts_ = tuple(patch_starts(s, self.patch_size, stride) for s in spatial)
-            self.estimator_ = clone(self.estimator).fit(self._patches(X))
-            scores = self._aggregate(self._patch_scores(X))
-            self.offset_ = float(np.percentile(scores, 100 * self.contamination))
-            self._set_reference_scores(scores, held_out=False)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        self._validate_params()
+        X = normal_rows(self._samples(X, reset=True), y)
+        if len(X) < 1:
+            raise ValueError(f"{type(self).__name__} needs at least 1 normal sample")
+        self.sample_shape_ = tuple(X.shape[1:])
+        self.patch_starts_ = self._patch_starts(self.sample_shape_)
+        self.estimator_ = clone(self.estimator).fit(self._patches(X))
+        scores = self._aggregate(self._patch_scores(X))
+        self.offset_ = float(np.percentile(scores, 100 * self.contamination))
+        self._set_reference_scores(scores, held_out=False)
         return self
 
     def _patch_scores(self, X):

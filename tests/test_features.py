@@ -140,10 +140,18 @@ def test_weights_loaded_into_a_copy(images, tmp_path):
     assert clone(emb).get_params()["weights"] == path
 
 
-def test_bfloat16(images):
-    native = features.bf16_native("cpu")
-    with warnings.catch_warnings() if native else pytest.warns(PrecisionWarning):
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
+def test_bfloat16(images, native, monkeypatch):
+    # both branches on every machine: the CPU's own answer is replaced by each in turn
+    import sknovelty.base
+
+    monkeypatch.setattr(sknovelty.base, "bf16_native", lambda device: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         emb = tiny(precision="bfloat16").fit(images)
+    warned = [w for w in caught if issubclass(w.category, PrecisionWarning)]
+    assert emb.precision_ == ("bfloat16" if native else "float32")
+    assert len(warned) == (0 if native else 1)
     emb._emulate_bf16 = True
     emb.precision_ = emb._resolve_precision()
     assert emb.precision_ == "bfloat16"
