@@ -569,7 +569,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n, n_features_out_), float32
+        ndarray of float32 of shape (n, d)
+            ``d = n_features_out_`` pooled features per image.
 
         See Also
         --------
