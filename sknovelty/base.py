@@ -212,6 +212,23 @@ def resolve_precision(estimator, stacklevel):
     return "float32"
 
 
+def score_in_row_blocks(X, block, score_block):
+    """``score_block`` (rows -> 1-D scores) applied to ``X`` in blocks of at most ``block``
+    rows, each a slice of ``X`` (a memmap is read a block at a time), of equal size (none much
+    smaller than the others); ``X`` that is not array-like goes whole to ``score_block``,
+    whose validation says why."""
+    try:
+        n = _num_samples(X)
+    except TypeError:
+        n = None
+    if n is None or n <= block:
+        return score_block(X)
+    n_blocks = -(-n // block)
+    bounds = [n * i // n_blocks for i in range(n_blocks + 1)]
+    return np.concatenate([score_block(X[start:stop])
+                           for start, stop in zip(bounds[:-1], bounds[1:])])
+
+
 def resolve_n_jobs(n_jobs):
     """The thread count an integer ``n_jobs`` asks for: itself when positive, ``-1`` all
     CPUs, ``-2`` all but one, and so on (scikit-learn's convention), at least 1."""

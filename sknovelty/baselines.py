@@ -21,12 +21,12 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import io
 from .base import (STREAM_ROWS, BaseDeepDetector, ThresholdMixin, check_score_spread, normal_rows,
-                   pixel_scale, unchanged_on_failure)
+                   pixel_scale, score_in_row_blocks, unchanged_on_failure)
 from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
 from .nn import random
 
@@ -261,19 +261,7 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         predict_pvalues : Conformal p-values of the scores against the reference scores.
         """
         check_is_fitted(self)
-        try:
-            n = _num_samples(X)
-        except TypeError:  # not array-like: validation says why
-            n = None
-        block = self._block_rows()
-        if n is None or n <= block:
-            return self._score_block(X)
-        # blocks of equal size (none much smaller than the others), each a slice of X: a
-        # memmap is read a block at a time
-        n_blocks = -(-n // block)
-        bounds = [n * i // n_blocks for i in range(n_blocks + 1)]
-        return np.concatenate([self._score_block(X[start:stop])
-                               for start, stop in zip(bounds[:-1], bounds[1:])])
+        return score_in_row_blocks(X, self._block_rows(), self._score_block)
 
     def _score_block(self, X):
         """``score_samples`` of rows all validated and scored at once."""

@@ -26,12 +26,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import io
 from .base import (STREAM_ROWS, ThresholdMixin, check_score_spread, normal_rows, resolve_n_jobs,
-                   unchanged_on_failure, validate_samples)
+                   score_in_row_blocks, unchanged_on_failure, validate_samples)
 
 __all__ = ["NearestNeighborDetector"]
 
@@ -338,15 +338,7 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         predict_pvalues : Conformal p-values of the scores against the reference scores.
         """
         check_is_fitted(self)
-        try:
-            n = _num_samples(X)
-        except TypeError:  # not array-like: validation says why
-            n = None
-        block = self._block_rows()
-        if n is None or n <= block:
-            return self._score_block(X)
-        return np.concatenate([self._score_block(X[start:start + block])
-                               for start in range(0, n, block)])
+        return score_in_row_blocks(X, self._block_rows(), self._score_block)
 
     def _score_block(self, X):
         X = validate_samples(self, X, reset=False, ranks=self._sample_ranks)
