@@ -93,11 +93,17 @@ PEERS = {"PyOD AE": PyODAutoEncoder, "IForest": IsolationForestPeer}
 
 
 def estimator_names(deep=None, inputs=None, variants=False):
-    """Registry names (and variants), optionally only the deep ones / those taking ``inputs``."""
+    """Registry names (and variants) in the registry's order, optionally only the deep ones /
+    those taking ``inputs`` (a kind of sample, or a tuple of kinds: any of them).
+
+    Meta-estimators are left out: they wrap another estimator, so they have no defaults to
+    build (``PatchwiseDetector(make_estimator("OLED"), ...)`` builds one).
+    """
+    kinds = (inputs,) if isinstance(inputs, str) else inputs
     names = [*ESTIMATORS, *(VARIANTS if variants else ())]
     entry = {n: ESTIMATORS[VARIANTS[n][0] if n in VARIANTS else n] for n in names}
-    return [n for n in names if (deep is None or entry[n].deep == deep)
-            and (inputs is None or inputs in entry[n].inputs)]
+    return [n for n in names if not entry[n].meta and (deep is None or entry[n].deep == deep)
+            and (kinds is None or set(kinds) & set(entry[n].inputs))]
 
 
 def make_estimator(name, *, random_state=None, device="auto", epochs=None, **params):

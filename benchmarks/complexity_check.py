@@ -17,7 +17,8 @@ it is), and Spearman(score, L) on the held-out normal rows. Nothing is chosen on
 """
 
 import numpy as np
-from _common import make_estimator, make_parser, provenance, provenance_lines, save_result
+from _common import (PEERS, estimator_names, make_estimator, make_parser, provenance,
+                     provenance_lines, save_result)
 from scipy.stats import spearmanr
 from sklearn.model_selection import train_test_split
 
@@ -45,9 +46,11 @@ def run_one(method, task, seed):
 
 
 def main():
+    # default: the committed table's reconstruction and density scores; any estimator that
+    # takes images, and the peers, with --methods
     parser = make_parser(__doc__, seeds=(0,), methods=["AE", "KDE", "OC-SVM", "IForest"],
-                         method_choices=["AE", "KDE", "OC-SVM", "IForest", "LSA", "OLED", "CAE",
-                                         "MMP", "LTG", "PyOD AE"], device=None)
+                         method_choices=[*estimator_names(inputs="images", variants=True), *PEERS],
+                         device=None)
     parser.add_argument("--sets", nargs="+", default=IMAGE_SETS, choices=IMAGE_SETS)
     args = parser.parse_args()
     info, rows = provenance(args), []

@@ -30,12 +30,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import make_estimator, make_parser, provenance, provenance_lines, read_jsonl, save_result
+from _common import (estimator_names, make_estimator, make_parser, provenance, provenance_lines,
+                     read_jsonl, save_result)
 
 from sknovelty.datasets import SUITE, load_suite_task
 
 STEM = "fit_flops"
-METHODS = ["LSA", "AE", "OLED", "CAE", "MMP", "LTG", "Flow"]
+#: the deep estimators of the registry that take images (and vectors: the suite's sets)
+METHODS = estimator_names(deep=True, inputs="images")
 
 
 def matmul_peak(n=2048, repeats=5, calls=10):

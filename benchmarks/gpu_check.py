@@ -30,8 +30,9 @@ from sknovelty.metrics import auroc  # noqa: E402
 from sknovelty.registry import ESTIMATORS  # noqa: E402
 from sknovelty.video import frames_to_clips  # noqa: E402
 
-#: every deep estimator of the registry (ITAE at width 0.125, as in ``itae_video.py``)
-METHODS = estimator_names(deep=True)
+#: every deep estimator of the registry that takes images or clips (ITAE at width 0.125, as
+#: in ``itae_video.py``; MMP-AMS's object rows come from ``video.py``'s object videos)
+METHODS = estimator_names(deep=True, inputs=("images", "clips"))
 SETTINGS = {"ITAE": {"width": 0.125}}
 CPU_ONLY = """
 import pickle, sys, numpy as np, torch

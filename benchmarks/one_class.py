@@ -40,22 +40,46 @@ from sknovelty.oled import MaskDrift
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
-from _common import RESULTS, Stopwatch, make_estimator, make_parser, provenance  # noqa: E402
+from _common import (PEERS, RESULTS, VARIANTS, Stopwatch, estimator_names,  # noqa: E402
+                     make_estimator, make_parser, provenance)
 
 #: where a run writes unless ``--out`` says otherwise: a new folder per run (git ignores runs/)
 RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runs")
 
 FPR_GRID = np.linspace(0, 1, 101)
+#: what runs without ``--methods``: LSA's table 1 (LSA, the autoencoder, OC-SVM and KDE on
+#: whitened pixels), PyOD's AutoEncoder and OLED, the committed table's first run
 DEFAULT_METHODS = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED"]
-LTG_VARIANTS = ["LTG", "LTG gauss 0.1", "LTG gauss 0.5", "LTG gauss 1", "LTG none"]
-MMP_VARIANTS = ["MMP", "MMP lr 1e-3 60 ep", "MMP lr 3e-4 60 ep", "MMP mask 0%", "MMP mask 50%"]
-#: names of ``_common.make_estimator``: registry names, variants, peers
-ALL_METHODS = [*DEFAULT_METHODS, "OLED sigmoid", "CAE", *MMP_VARIANTS, *LTG_VARIANTS]
+
+
+def with_variants(names):
+    """Each name followed by its named variants (``_common.VARIANTS``)."""
+    return [v for n in names for v in (n, *(v for v, (base, _) in VARIANTS.items() if base == n))]
+
+
+#: names of ``_common.make_estimator`` this benchmark runs, in table order: the defaults,
+#: then every other registry estimator that takes images and the peers, each with its variants
+ALL_METHODS = with_variants([*DEFAULT_METHODS, *(m for m in [*estimator_names(inputs="images"),
+                                                            *PEERS] if m not in DEFAULT_METHODS)])
+LTG_VARIANTS = with_variants(["LTG"])
+MMP_VARIANTS = with_variants(["MMP"])
+#: OLED's table 4: learned masks (and their sigmoid surrogate) against random masks (CAE)
+OLED_ABLATION = ("OLED", "OLED sigmoid", "CAE")
 OLED_SCORES = ("avg", "rec", "mask", "cont")
+
+
+def labels(name):
+    """The result labels of a method: its score, and the sub-scores reported (LSA's two
+    terms; the four scores of the OLED ablation's methods, whose first is their score)."""
+    if name == "LSA":
+        return ["LSA", "LSA REC", "LSA LLK"]
+    if name in OLED_ABLATION:
+        return [f"{name} {s}" for s in OLED_SCORES]
+    return [name]
+
+
 #: result columns in table order (a method adds its sub-scores)
-COLUMNS = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
-           *[f"{m} {s}" for m in ("OLED", "OLED sigmoid", "CAE") for s in OLED_SCORES],
-           *MMP_VARIANTS, *LTG_VARIANTS]
+COLUMNS = [label for m in ALL_METHODS for label in labels(m)]
 
 
 def default_out():
@@ -109,7 +133,7 @@ def run(args):
                 if name == "LSA":
                     terms = model.score_components(X_test)
                     results["LSA REC"], results["LSA LLK"] = -terms["rec"], -terms["llk"]
-                if name in ("OLED", "OLED sigmoid", "CAE"):
+                if name in OLED_ABLATION:
                     terms = model.score_components(X_test)
                     results = {f"{name} {t}": -terms[t] for t in OLED_SCORES}
                 if oled:
@@ -191,10 +215,15 @@ PAPER_TABLE4 = {  # OLED paper, table 4 (MNIST, its own protocol)
     "CAE": {"rec": 0.9209, "mask": 0.8936, "cont": 0.6869, "avg": 0.8768},
     "OLED": {"rec": 0.9772, "mask": 0.9851, "cont": 0.9650, "avg": 0.9845},
 }
-MAIN_TABLE = ["LSA", "LSA REC", "LSA LLK", "AE", "OC-SVM", "KDE", "PyOD AE",
-              "OLED avg", "OLED rec", "OLED mask", "OLED cont", "MMP", "LTG"]
-TIMED = ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg", "CAE avg",
-         *MMP_VARIANTS, *LTG_VARIANTS]
+#: the main table: every method at its defaults (no variant; the OLED ablation's CAE has its
+#: own table), with its sub-scores
+MAIN_TABLE = [label for m in ALL_METHODS if m not in VARIANTS and m not in OLED_ABLATION[1:]
+              for label in labels(m)]
+#: the timing table: every method's score
+TIMED = [labels(m)[0] for m in ALL_METHODS]
+#: the figure: the methods at their defaults, and the ablations' contrasts
+PLOTTED = [labels(m)[0] for m in ALL_METHODS if m not in VARIANTS or m in OLED_ABLATION
+           or m == "LTG none"]
 
 
 def _mean(rows, method, key, seeds=None):
@@ -258,7 +287,7 @@ def write_markdown(path, rows, runs, methods, classes):
                   f"{yes[bool(fit <= 60)]}",
                   f"- scoring at least 5,000 images/s: {speed:.0f} -> "
                   f"{yes[bool(speed >= 5000)]}"]
-    variants = [v for v in ("OLED", "OLED sigmoid", "CAE") if f"{v} avg" in methods]
+    variants = [v for v in OLED_ABLATION if f"{v} avg" in methods]
     if variants:
         common = sorted(set.intersection(*(set(seeds_of[f"{v} avg"]) for v in variants)))
         lines += ["", f"OLED ablation (mean AUROC over classes {list(classes)} and seeds {common}, "
@@ -317,8 +346,7 @@ def write_markdown(path, rows, runs, methods, classes):
 
 
 def plot(path, table, rocs, methods, classes):
-    methods = [m for m in ["LSA", "AE", "OC-SVM", "KDE", "PyOD AE", "OLED avg", "OLED sigmoid avg",
-                           "CAE avg", "MMP", "LTG", "LTG none"] if m in methods]
+    methods = [m for m in PLOTTED if m in methods]
     import matplotlib
 
     matplotlib.use("Agg")

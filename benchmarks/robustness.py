@@ -37,18 +37,28 @@ import time
 import warnings
 
 import numpy as np
-from _common import (PEERS, append_jsonl, as_user_feeds, make_estimator, make_parser, provenance,
-                     provenance_lines, read_jsonl, save_result)
+from _common import (PEERS, append_jsonl, as_user_feeds, estimator_names, make_estimator,
+                     make_parser, provenance, provenance_lines, read_jsonl, save_result)
 
 from sknovelty.datasets import SUITE, load_suite_task
 from sknovelty.metrics import auroc
+from sknovelty.registry import ESTIMATORS
 
-PAPER = ["LSA", "OLED", "CAE", "MMP", "LTG", "Flow"]
-METHODS = [*PAPER, "AE", "OC-SVM", "KDE", *PEERS]
+#: the registry's estimators that take both kinds of the suite's sets (vectors and images)
+SUITE_METHODS = [m for m in estimator_names(inputs="vectors") if "images" in ESTIMATORS[m].inputs]
+#: the baselines every other deep method's mean AUROC is compared with (the targets)
+REFERENCES = ("AE", "KDE")
+#: the methods with a target: the deep ones, but the reference autoencoder
+TARGETED = [m for m in SUITE_METHODS if ESTIMATORS[m].deep and m not in REFERENCES]
+#: every estimator at its defaults: the targeted ones, then the other estimators, then the
+#: other libraries' detectors
+METHODS = [*TARGETED, *(m for m in SUITE_METHODS if m not in TARGETED), *PEERS]
 #: variants measured on the suite (run by name, not by default; shown below the defaults)
 MEASURED = ["MMP batch auto"]
-SCORED = ["LSA", "AE", "OLED", "CAE", "MMP", "LTG", "Flow", "Flow nll", "Flow complexity",
-          "OC-SVM", "KDE", "PyOD AE", "IForest", *MEASURED]
+#: the report's rows in order: the registry's, with the flow's two scores after its default
+#: one, then the peers and the measured variants
+SCORED = [*(s for m in SUITE_METHODS for s in ([m, "Flow nll", "Flow complexity"] if m == "Flow"
+                                                else [m])), *PEERS, *MEASURED]
 STEM = "robustness"
 
 
@@ -230,9 +240,9 @@ def report(out):
                  + ("met" if not below else "NOT met: " + ", ".join(
                      f"{m} on {s} ({v:.3f})" for m, s, v in below)))
     overall = {m: np.nanmean(mean[i]) for i, m in enumerate(methods)}
-    for m in [*PAPER, "Flow nll", "Flow complexity"]:
+    for m in [*TARGETED, "Flow nll", "Flow complexity"]:
         if m in overall:
-            ok = all(overall[m] >= overall.get(ref, -1) for ref in ("AE", "KDE"))
+            ok = all(overall[m] >= overall.get(ref, -1) for ref in REFERENCES)
             lines.append(f"- {m} mean {overall[m]:.3f} vs AE {overall.get('AE', np.nan):.3f}, "
                          f"KDE {overall.get('KDE', np.nan):.3f}: {'met' if ok else 'NOT met'}")
     slow = [(m, s, cell(m, s, 'fit_s')[0]) for m in [*defaults, "Flow"] for s in sets

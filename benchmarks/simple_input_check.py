@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from _common import (make_estimator, make_parser, provenance, provenance_lines, read_jsonl,
-                     save_result)
+from _common import (estimator_names, make_estimator, make_parser, provenance, provenance_lines,
+                     read_jsonl, save_result)
 
 from sknovelty.datasets import SUITE, load_suite_task
 from sknovelty.metrics import auroc
@@ -31,8 +31,10 @@ IMAGE_SETS = [name for name, (kind, *_) in SUITE.items() if kind == "images"]
 
 
 def main():
+    # default: the plain autoencoder, whose rows the committed file began with; any deep
+    # estimator taking images (the guard is theirs) runs with --methods ... --merge
     parser = make_parser(__doc__, seeds=(0,), methods=["AE"],
-                         method_choices=["AE", "LSA", "OLED", "CAE", "MMP", "LTG", "Flow"],
+                         method_choices=estimator_names(deep=True, inputs="images", variants=True),
                          device=None)
     parser.add_argument("--merge", action="store_true", help="keep the rows already written")
     parser.add_argument("--report", action="store_true",

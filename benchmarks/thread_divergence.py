@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from _common import make_estimator, make_parser, provenance, provenance_lines, save_result  # noqa: E402
+from _common import (estimator_names, make_estimator, make_parser, provenance,  # noqa: E402
+                     provenance_lines, save_result)
 
 from sknovelty.datasets import load_mnist_5k, one_class_split  # noqa: E402
 
@@ -58,8 +59,11 @@ def drift(name, X, epochs, seed):
 
 
 def main(argv=None):
+    # default: the committed table's four (a plain autoencoder, a quantised latent, a
+    # two-player game, pseudo anomalies); any deep estimator taking images with --methods
     parser = make_parser(__doc__, methods=["AE", "LSA", "OLED", "LTG"], device=None,
-                         method_choices=["AE", "LSA", "OLED", "CAE", "MMP", "LTG", "Flow"])
+                         method_choices=estimator_names(deep=True, inputs="images",
+                                                        variants=True))
     parser.add_argument("--rows", type=int, default=120, help="training rows (class 0)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

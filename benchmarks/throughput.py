@@ -36,7 +36,7 @@ import torch
 from _common import (PEERS, Stopwatch, estimator_names, make_estimator, make_parser,  # noqa: E402
                      provenance, provenance_lines, save_result, score_in)
 
-from sknovelty.base import _cpu_flags, bf16_native, resolve_device  # noqa: E402
+from sknovelty._device import _cpu_flags, bf16_native, resolve_device  # noqa: E402
 from sknovelty.datasets import load_mnist_5k, one_class_split  # noqa: E402
 from sknovelty.metrics import auroc  # noqa: E402
 from sknovelty.registry import ESTIMATORS  # noqa: E402

@@ -19,7 +19,7 @@ Seen failing (2026-11-27), torch 2.13.0+cpu:
 - AMD EPYC with AVX-512 + bf16 (reported in the issue): segfaults and glibc aborts in
   oneDNN's ``brg_conv_bwd:avx512_core``, 2 threads.
 The stride-1 control never differs. sknovelty avoids the path: ``sknovelty.nn.blocks`` (the
-stride-2 shortcuts), ``sknovelty.nn.layout`` and ``sknovelty.base.c_ordered`` (inputs).
+stride-2 shortcuts), ``sknovelty.nn.layout`` and ``sknovelty._device.c_ordered`` (inputs).
 """
 
 import platform

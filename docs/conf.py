@@ -3,7 +3,8 @@
 The build is offline: no intersphinx inventories are fetched. The gallery (``../examples``)
 runs its examples by default; ``SKNOVELTY_DOCS_RUN_GALLERY=0`` builds its pages without
 running them. The results pages (``results/generated/``) are written from the committed
-result files in ``../benchmarks/results`` when the build starts (``_build_results.py``).
+result files in ``../benchmarks/results`` when the build starts (``_build_results.py``), and
+the API reference's lists of detectors from ``sknovelty.registry`` (``_registry_lists.py``).
 """
 
 import os
@@ -68,9 +69,14 @@ html_theme_options = {
 }
 
 
-# -- results pages ------------------------------------------------------------------------
+# -- written at build time: results pages, the API reference's lists of detectors ---------
+exclude_patterns.append("_registry_*.rst")  # included by api.rst, no pages of their own
+
+
 def setup(app):
     from _build_results import write_result_pages
+    from _registry_lists import write_registry_lists
 
     # before Sphinx looks for source files, so that the generated pages are read
     app.connect("builder-inited", write_result_pages)
+    app.connect("builder-inited", write_registry_lists)

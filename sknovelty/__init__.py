@@ -1,37 +1,21 @@
-"""sknovelty: deep novelty detectors from the literature as scikit-learn estimators."""
+"""sknovelty: deep novelty detectors from the literature as scikit-learn estimators.
+
+The package exports every detector of :data:`sknovelty.registry.ESTIMATORS` under its class
+name (``from sknovelty import LatentAutoregressiveDetector``), and the tools that are not
+detectors: :class:`PretrainedEmbedding`, :class:`TrainingDivergedError`, :func:`load`,
+:func:`save` and :func:`select_anomalies`.
+"""
 
 from ._version import __version__ as __version__
 from .base import TrainingDivergedError
-from .baselines import AutoencoderDetector, WhitenedKDE, WhitenedOneClassSVM
 from .features import PretrainedEmbedding
 from .io import load, save
-from .itae import FlowDensityDetector, TwoPathFlowDetector
-from .lsa import LatentAutoregressiveDetector
-from .ltg import PseudoAnomalyDetector
-from .mmp import MaskedMultiPredictionDetector
-from .mmp_ams import MultiAspectDetector
-from .neighbors import NearestNeighborDetector
-from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
-from .patches import PatchwiseDetector
+from .registry import ESTIMATORS as _ESTIMATORS
 from .thresholds import select_anomalies
 
-__all__ = [
-    "AdversarialMaskingDetector",
-    "AutoencoderDetector",
-    "ContextAutoencoderDetector",
-    "FlowDensityDetector",
-    "LatentAutoregressiveDetector",
-    "MaskedMultiPredictionDetector",
-    "MultiAspectDetector",
-    "NearestNeighborDetector",
-    "PatchwiseDetector",
-    "PretrainedEmbedding",
-    "PseudoAnomalyDetector",
-    "TrainingDivergedError",
-    "TwoPathFlowDetector",
-    "WhitenedKDE",
-    "WhitenedOneClassSVM",
-    "load",
-    "save",
-    "select_anomalies",
-]
+#: the detectors, from the registry (one line there adds a method here too)
+_DETECTORS = {entry.cls.__name__: entry.cls for entry in _ESTIMATORS.values()}
+globals().update(_DETECTORS)
+
+__all__ = sorted([*_DETECTORS, "PretrainedEmbedding", "TrainingDivergedError", "load", "save",
+                  "select_anomalies"])

@@ -25,10 +25,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import io
-from .base import (STREAM_ROWS, BaseDeepDetector, ThresholdMixin, check_score_spread, normal_rows,
-                   pixel_scale, score_in_row_blocks, unchanged_on_failure)
+from ._scoring import STREAM_ROWS, score_in_row_blocks
+from ._validation import check_score_spread, normal_rows, pixel_scale, unchanged_on_failure
+from .base import BaseDeepDetector
 from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
 from .nn import random
+from .thresholds import ThresholdMixin
 
 
 class AutoencoderModule(nn.Module):
@@ -130,8 +132,8 @@ class AutoencoderDetector(BaseDeepDetector):
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
-        "latent_dim": [numbers.Integral],
-        "hidden_dim": [numbers.Integral],
+        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "conv_channels": [tuple, list],
         "noise_std": [Interval(numbers.Real, 0, None, closed="left")],
     }
@@ -157,6 +159,9 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
     """
 
     _file_kind = "whitened"
+
+    #: samples of any rank are flattened (vectors, images, clips and others)
+    _sample_ranks = range(1, 65)
 
     _parameter_constraints: dict = {
         "n_components": [None, Interval(numbers.Integral, 1, None, closed="left"),
@@ -208,8 +213,17 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
             # n centred rows span at most n - 1 directions: whitening an n-th one would
             # divide by a variance of ~1e-14 and blow other points' scores up
             n_components = min(n_components, len(X) - 1, X.shape[1])
-        self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
-        Z = self._whiten(X)
+        # finite float32 values whose squares are not (|x| > 1.8e19) overflow the covariance
+        # of float32 rows: NaN components, or an eigensolver that does not converge
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                self.pca_ = PCA(n_components=n_components, whiten=True, random_state=0).fit(X)
+                Z = self._whiten(X)
+            except np.linalg.LinAlgError:
+                Z = None
+        if Z is None or not np.isfinite(Z).all():
+            raise ValueError("X holds values too large for PCA whitening: their covariance "
+                             "overflows (rescale X, e.g. StandardScaler)")
         self.model_ = self._make_model().fit(Z)
         scores = self._raw_score(Z)
         check_score_spread(scores, X, type(self).__name__)
@@ -241,7 +255,7 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         """Normality score (higher = more normal).
 
         ``X`` is validated, whitened and scored in blocks of at most 16384 rows
-        (``sknovelty.base.STREAM_ROWS``) and about 4 million values, so a memory-mapped ``X``
+        (``sknovelty._scoring.STREAM_ROWS``) and about 4 million values, so a memory-mapped ``X``
         of any length is streamed rather than read whole. The whitening is computed in
         float64 (whatever ``X``'s dtype), where a row's result does not depend on the rows
         around it: the scores are those of scoring ``X`` at once.

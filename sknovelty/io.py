@@ -718,7 +718,9 @@ def _check_pca(get, d, label, whiten):
                        ("explained_variance_ratio_", (k,)), ("singular_values_", (k,)),
                        ("noise_variance_", ())):
         value = _array(f"{label}.{name}", get(name), want)
-        if value.dtype != components.dtype:
+        # a PCA that keeps every direction stores noise_variance_ as the Python float 0.0,
+        # whatever the dtype of its data
+        if value.dtype != components.dtype and not (name == "noise_variance_" and value == 0):
             raise ValueError(f"{label}.{name} has dtype {value.dtype}, {label}.components_ "
                              f"{components.dtype}")
     if whiten and not (get("explained_variance_") > 0).all():

@@ -9,11 +9,12 @@ score adds both after min-max normalisation on a reference set of normal data (e
 import numbers
 
 import torch
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
-from .base import BaseDeepDetector, check_positive_ints
+from ._checks import check_positive_ints
+from .base import BaseDeepDetector
 from .nn import (AutoregressiveEstimator, SpatioTemporalEstimator, build_autoencoder,
                  check_autoencoder_parameters, reconstruction_error)
 
@@ -60,7 +61,7 @@ def latent_nll(logits, z, target="bin"):
     log-softmax replaces the official code's probability clamp at 2.2e-16, which caps each
     CPD's NLL at about 36 nats.
 
-    ``target="interpolated"`` (a departure, issue 18) reads each CPD as a piecewise-linear
+    ``target="interpolated"`` (a departure) reads each CPD as a piecewise-linear
     density: the probabilities of the two bins whose centres ``(k + 1/2) / B`` enclose ``z_i``,
     mixed linearly by the position of ``z_i`` between them (the end half-bins take their bin's
     value). It equals the bin NLL at every bin centre, and it is differentiable in ``z``, so
@@ -138,10 +139,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     Parameters
     ----------
     lam : float, default=1.0
-        Weight of the LLK term in the loss (lambda of eq. 4), the paper's 1. On MNIST-5k
-        (3 seeds x 10 classes, ``benchmarks/results/lsa_diagnosis.md``) 0.3 and 3 moved the
-        novelty score by less than 0.001; they move the LLK term alone (0.797 and 0.734
-        against 0.780 at 1).
+        Weight of the LLK term in the loss (lambda of eq. 4), the paper's 1. Other weights
+        move the LLK term, not the novelty score; see :ref:`design-lsa-lam`.
     n_bins : int, default=100
         Number of quantisation bins B of each CPD.
     llk_target : {"bin", "interpolated"}, default="bin"
@@ -150,19 +149,17 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         graph as in the official code. ``"interpolated"`` (a departure) mixes the two nearest
         bins linearly, a piecewise-linear density that is differentiable in ``z``: the encoder
         then also gets the LLK's gradient directly, and can move codes toward likelier bins.
-        Measured worse: on MNIST-5k (seed 0, classes 0-3) the encoder collapses its codes onto
-        a few bins (3 of 100 at ``lam=1``, 8 at 0.1, 38 at 0.01, against ~50 with ``"bin"``)
-        and loses reconstruction: NS 0.797 / 0.904 / 0.934 against 0.952. See
-        :func:`sknovelty.lsa.latent_nll` and ``benchmarks/results/lsa_diagnosis.md``.
+        It detects worse: the encoder gathers its codes onto a few bins and loses
+        reconstruction; see :func:`sknovelty.lsa.latent_nll` and
+        :ref:`design-lsa-llk-target`.
     cpd : {"categorical", "logistic_mixture"}, default="categorical"
         The form of each CPD of h. ``"categorical"`` is the paper's: B free logits, a softmax
-        (supp. eq. 11). ``"logistic_mixture"`` (a departure, issue 18) is a mixture of
+        (supp. eq. 11). ``"logistic_mixture"`` (a departure) is a mixture of
         ``cpd_components`` logistics discretised to the same B bins, the output head of
         PixelCNN++ (:class:`sknovelty.nn.DiscretizedLogisticMixture`). Neighbouring bins
-        share its 3K parameters, so a CPD learnt from a few hundred codes is smooth. Measured
-        on MNIST-5k (seed 0, 10 classes): a much better density of held-out normal codes
-        (15.5 nats lower NLL) but not a better detector: LLK 0.804 against 0.798, NS 0.930
-        against 0.941.
+        share its 3K parameters, so a CPD learnt from a few hundred codes is smooth. It gives
+        a better density of held-out normal codes but not a better detector; see
+        :ref:`design-lsa-cpd`.
     cpd_components : int, default=5
         Number of logistics K per CPD when ``cpd="logistic_mixture"``; unused otherwise.
     latent_dim : int, default=64
@@ -178,20 +175,16 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         The normal rows whose REC and LLK give the min-max constants of eq. 10 (the set S of
         eq. 9): the training rows (a departure), or the ``validation_fraction`` rows held out,
         the paper's S (sec. 4.1: a 10% validation split, ~600 rows per MNIST class) and the
-        default before issue 18. On small training sets the held-out rows are few (~40 of a
-        MNIST-5k class): their min and max are noisy and made NS fall below its own REC
-        term; the training rows (~360) fix that. On MNIST-5k (3 seeds x 10 classes, the
-        same fits scored both ways) NS is 0.944 with ``"train"`` and 0.930 with
-        ``"held_out"``, against REC alone 0.944 (``benchmarks/results/lsa_diagnosis.md``).
-        Costs one scoring pass over the training rows at the end of fit. Training itself does
-        not depend on it.
+        default of earlier versions (a model file or pickle saved without this parameter
+        gets ``"held_out"``). On small training sets the held-out rows are few: their min and max are noisy
+        and can put NS below its own REC term, which the more numerous training rows avoid;
+        see :ref:`design-lsa-normalize-on`. Costs one scoring pass over the training rows at
+        the end of fit. Training itself does not depend on it.
     epochs : int, default=50
     batch_size : int or "auto", default="auto"
         64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
-        batches (see :class:`~sknovelty.base.BaseDeepDetector`; MNIST-5k's ~360 training
-        rows per class still train at 64). With 64 on 63 face images (one batch, 50 Adam
-        steps in all) the autoencoder stayed undertrained on one seed of three and NS fell to
-        0.34 (``benchmarks/results/robustness.md``).
+        batches (see :class:`~sknovelty.base.BaseDeepDetector`): with too few Adam steps the
+        autoencoder stays undertrained; see :ref:`design-batch-size-auto`.
     learning_rate : float, default=1e-3
     validation_fraction : float, default=0.1
     contamination : float, default=0.1
@@ -233,8 +226,8 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     Differences from the paper, by choice: eq. 10 prints ``L - max`` in the numerator; the
     official code (and this class) uses ``L - min``, which only shifts all scores by a
     constant. The paper trains MNIST with batch 256, lr 1e-4 for many epochs on 6,000 images per
-    class; the defaults here (batch 64, lr 1e-3, 50 epochs) are tuned to the small training
-    sets of the one-class benchmark and a CPU budget; see ``benchmarks/``. The constants of
+    class; the defaults here (batch 64, lr 1e-3, 50 epochs) are tuned to small training
+    sets and a CPU budget; see :ref:`design-lsa-training`. The constants of
     eq. 10 come from the training rows rather than the held-out ones (``normalize_on``).
 
     Examples
@@ -287,14 +280,14 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
 
     _parameter_constraints = {
         **BaseDeepDetector._parameter_constraints,
-        "lam": [numbers.Real],
-        "n_bins": [numbers.Integral],
+        "lam": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_bins": [Interval(numbers.Integral, 2, None, closed="left")],
         "llk_target": [StrOptions(set(LLK_TARGETS))],
         "cpd": [StrOptions({"categorical", "logistic_mixture"})],
-        "cpd_components": [numbers.Integral],
-        "latent_dim": [numbers.Integral],
+        "cpd_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "estimator_channels": [tuple, list],
-        "hidden_dim": [numbers.Integral],
+        "hidden_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "conv_channels": [tuple, list],
         "normalize_on": [StrOptions({"train", "held_out"})],
     }
@@ -306,12 +299,6 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
         return self.normalize_on == "train"
 
     def _check_hyperparameters(self):
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam!r}")
-        if self.n_bins < 2:
-            raise ValueError(f"n_bins must be >= 2, got {self.n_bins!r}")
-        if self.cpd_components < 1:
-            raise ValueError(f"cpd_components must be >= 1, got {self.cpd_components!r}")
         check_positive_ints("estimator_channels", self.estimator_channels)
         check_autoencoder_parameters(self)
 

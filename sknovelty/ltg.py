@@ -319,13 +319,11 @@ class PseudoAnomalyDetector(BaseDeepDetector):
     epochs : int, default=30
     batch_size : int or "auto", default="auto"
         64, or fewer so that an epoch keeps 6 batches on small training sets (see
-        :class:`~sknovelty.base.BaseDeepDetector`); the rule of the other detectors since
-        issue 14, and LTG's default since the texture set of the robustness suite showed the
-        same cause (180 patches, 3 batches of 64 per epoch: 90 Adam steps in 30 epochs).
-        MNIST-5k's ~360 training rows per class still train at 64.
+        :class:`~sknovelty.base.BaseDeepDetector`), as for LSA, the AE, OLED and the CAE;
+        see :ref:`design-batch-size-auto`.
     learning_rate : float, default=1e-3
-        The paper: 1e-3 for images, 1e-4 for video (with more epochs than our default; our
-        video benchmark trains 30 epochs at 1e-3).
+        The paper's rate for images; the paper trains video at 1e-4 with more epochs than
+        the default ``epochs`` (see :ref:`design-ltg-learning-rate`).
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
     n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.

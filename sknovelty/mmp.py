@@ -23,7 +23,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .base import BaseDeepDetector, TrainingDivergedError, check_positive_ints
+from ._checks import check_positive_ints
+from .base import BaseDeepDetector
+from .engine import TrainingDivergedError
 
 __all__ = ["MaskedMultiPredictionDetector", "MMPLoss", "MMPModule", "patch_mask"]
 
@@ -313,9 +315,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     epochs : int, default=120
     batch_size : int, default=64
     learning_rate : float, default=3e-4
-        Adam's step size. At 1e-3 with 60 epochs (the earlier defaults) one seed failed on 4
-        of the 10 MNIST-5k classes (the one diagnosed had collapsed; see Notes); at 3e-4, 60
-        epochs undertrain some classes, hence 120.
+        Adam's step size. A larger rate can make a fit collapse (see Notes); at 3e-4, 60
+        epochs undertrain some classes, hence ``epochs=120``. See :ref:`design-mmp-training`.
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
     n_jobs, score_batch_size, precision
         See :class:`~sknovelty.base.BaseDeepDetector`.
@@ -346,9 +347,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     unit feeding the output is dead and all predictions are one constant, near-black image;
     the score then measures only the input's ink. ``fit`` detects this on the held-out rows
     and raises :class:`~sknovelty.TrainingDivergedError` instead of returning such a
-    model. At the earlier defaults (lr 1e-3, 60 epochs) it happened on MNIST-5k with seed 1
-    (class 5 diagnosed; classes 4, 7 and 9 failed alike, AUROC 0.54-0.66);
-    ``benchmarks/mmp_stability.py`` compares settings.
+    model. It happens more often at larger learning rates; see :ref:`design-mmp-training`.
 
     Examples
     --------
@@ -457,10 +456,10 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     def _check_not_collapsed(self, X_ref):
         """Raise if every prediction ignores its input although the visible inputs differ.
 
-        Seen on MNIST (learning rate 1e-3, 60 epochs; some seeds): after ~15 epochs
-        the network's units die, all predictions become the same constant image (sigmoid
-        saturated at 0), and the score degrades to the input's ink (AUROC ~0.5). The loss
-        stays finite, so the base's NaN check does not see it.
+        The network's units can die during training: all predictions become the same
+        constant image (sigmoid saturated at 0) and the score degrades to the input's ink
+        (see :ref:`design-mmp-training`). The loss stays finite, so the base's NaN check does
+        not see it.
         """
         module = self.net_.module_
         out = self._map_chunks(X_ref, lambda xb: {

@@ -27,7 +27,8 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn import functional as F
 
-from .base import BaseDeepDetector, check_positive_ints
+from ._checks import check_positive_ints
+from .base import BaseDeepDetector
 from .mmp import Encoder, MMPLoss, StateConditionalNetwork, StateGenerator, patch_mask
 
 __all__ = ["MultiAspectDetector", "ObjectSamples", "detect_moving_objects", "make_object_samples",
@@ -513,6 +514,9 @@ class MultiAspectDetector(BaseDeepDetector):
     """
 
     _sample_ranks = (1,)
+    #: a row is not any vector but one object in pack_objects' layout, fixed by crop_shape
+    #: and n_classes (sknovelty.registry reads the kind of samples from here)
+    _input_kinds = ("objects",)
     _normalization = "zscore"
 
     def __init__(self, crop_shape=(1, 32, 32), n_classes=2, aspects=ASPECTS, aspect_weights=None,
@@ -549,6 +553,7 @@ class MultiAspectDetector(BaseDeepDetector):
 
     # the base's image_shape does not apply: rows are objects
     image_shape = None
+    _omitted_common_parameters = ("image_shape",)
 
     _parameter_constraints = {
         **{k: v for k, v in BaseDeepDetector._parameter_constraints.items() if k != "image_shape"},

@@ -8,14 +8,13 @@ Nearest Neighbor Anomaly Detection", 2020, on the embeddings of a pretrained net
 Distances are computed in float64 in two steps. A matrix product gives every squared
 distance ``|q|^2 + |t|^2 - 2 q.t``: fast, but its rounding depends on the BLAS and on how
 many rows are multiplied together (scikit-learn's brute-force ``NearestNeighbors``, which
-computes distances so, scores a row alone 1e-14 away from the same row in a batch, and
-puts a sample at 2.4e-7 rather than 0 from its own copy, measured on MNIST). The training
-rows that can be among the ``k`` nearest under a rigorous bound on that rounding are then
-compared again as ``sum((q - t)^2)``, a sum whose floats depend on the two rows alone. The
-scores are therefore the same, bit for bit, whatever the rows are scored with, the block
-sizes, the thread count or the order of the training rows. On 400 MNIST training images
-and 1,000 queries this takes 23-35 ms on one core (``NearestNeighbors``: 16-24 ms; with two
-threads on a busy 2-core machine 37-58 ms against 74-110 ms).
+computes distances so, scores a row alone slightly differently from the same row in a
+batch, and puts a sample a little away from its own copy). The training rows that can be
+among the ``k`` nearest under a rigorous bound on that rounding are then compared again as
+``sum((q - t)^2)``, a sum whose floats depend on the two rows alone. The scores are
+therefore the same, bit for bit, whatever the rows are scored with, the block sizes, the
+thread count or the order of the training rows, at a cost of the same order as
+``NearestNeighbors`` (see the docs' "Design decisions" page).
 """
 
 import contextlib
@@ -30,8 +29,10 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import io
-from .base import (STREAM_ROWS, ThresholdMixin, check_score_spread, normal_rows, resolve_n_jobs,
-                   score_in_row_blocks, unchanged_on_failure, validate_samples)
+from ._device import resolve_n_jobs
+from ._scoring import STREAM_ROWS, score_in_row_blocks
+from ._validation import check_score_spread, normal_rows, unchanged_on_failure, validate_samples
+from .thresholds import ThresholdMixin
 
 __all__ = ["NearestNeighborDetector"]
 
@@ -174,7 +175,7 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
     -----
     Scoring ``n`` samples against ``m`` training rows of ``d`` values takes ``O(n m d)``
     time (one matrix product) and memory bounded by blocks of about 32 MB. Samples are
-    validated in blocks of at most 16,384 rows (``sknovelty.base.STREAM_ROWS``), so a
+    validated in blocks of at most 16,384 rows (``sknovelty._scoring.STREAM_ROWS``), so a
     memory-mapped ``X`` is streamed. Values must fit in float32, as for every sknovelty
     estimator; distances are computed in float64.
 

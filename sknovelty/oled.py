@@ -25,7 +25,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .base import BaseDeepDetector, c_ordered, check_positive_ints
+from ._checks import check_positive_ints
+from ._device import c_ordered
+from .base import BaseDeepDetector
 from .engine import AdversarialNet
 from .nn.layout import channels_last
 from .nn import random
@@ -364,13 +366,7 @@ class _MaskedReconstructionDetector(BaseDeepDetector):
         return ("rec", "mask", "cont") if self.score_type == "avg" else (self.score_type,)
 
     def _check_common(self):
-        if not 0 < self.mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
-        for name in ("gamma", "lam"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         check_positive_ints("channels", self.channels)
-        check_positive_ints("latent_dim", (self.latent_dim,))
 
     def _reconstructor(self, sample_shape):
         return Reconstructor(sample_shape, tuple(self.channels), self.latent_dim, self.output)
@@ -481,17 +477,16 @@ class AdversarialMaskingDetector(_MaskedReconstructionDetector):
         MM is updated on epochs 0, k, 2k, ... (the official code's ``epoch % 3 == 0``).
     threshold : {"relu", "sigmoid"}, default="relu"
         Gradient surrogate of the threshold unit (see ``ThresholdUnit``): ``"relu"`` is
-        the paper's eq. 2, which passes almost no gradient to MG (measured in
-        ``benchmarks/results/one_class_mnist.md``, mask drift); ``"sigmoid"`` is a
-        differentiable alternative (a deviation from the paper). The masks themselves are
-        exactly binary in both.
+        the paper's eq. 2, which passes almost no gradient to MG (see
+        :ref:`design-oled-threshold`); ``"sigmoid"`` is a differentiable alternative (a
+        deviation from the paper). The masks themselves are exactly binary in both.
     temperature : float, default=0.5
         Width of the ``"sigmoid"`` surrogate in units of the activation map's std.
     epochs : int, default=20
     batch_size : int or "auto", default="auto"
         64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
-        batches (see :class:`~sknovelty.base.BaseDeepDetector`). With 64 on 180 texture
-        patches (3 batches, 60 Adam steps in 20 epochs) R stayed undertrained.
+        batches (see :class:`~sknovelty.base.BaseDeepDetector`): with too few Adam steps R
+        stays undertrained; see :ref:`design-batch-size-auto`.
     learning_rate : float, default=5e-4
     validation_fraction : float, default=0.1
     contamination : float, default=0.1
@@ -614,8 +609,8 @@ class ContextAutoencoderDetector(_MaskedReconstructionDetector):
     ----------""" + _COMMON_DOC + """    epochs : int, default=20
     batch_size : int or "auto", default="auto"
         64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
-        batches (see :class:`~sknovelty.base.BaseDeepDetector`). With 64 on 180 texture
-        patches (3 batches, 60 Adam steps in 20 epochs) R stayed undertrained.
+        batches (see :class:`~sknovelty.base.BaseDeepDetector`): with too few Adam steps R
+        stays undertrained; see :ref:`design-batch-size-auto`.
     learning_rate : float, default=5e-4
     validation_fraction, contamination, device, random_state, verbose, image_shape, callbacks,
     n_jobs, score_batch_size, precision

@@ -13,7 +13,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import io
-from .base import ThresholdMixin, normal_rows, unchanged_on_failure, validate_samples
+from ._validation import normal_rows, unchanged_on_failure, validate_samples
+from .thresholds import ThresholdMixin
 from .video import clip_starts
 
 __all__ = ["PatchwiseDetector", "patch_starts"]
@@ -158,12 +159,15 @@ class PatchwiseDetector(ThresholdMixin, io.ModelFileMixin, MetaEstimatorMixin, O
         self.contamination = contamination
         self.image_shape = image_shape
 
+    #: samples are vectors (windows of features) or images (square patches)
+    _sample_ranks = (1, 3)
+
     # ------------------------------------------------------------------ shapes
     def _samples(self, X, reset):
         """Validated float32 samples of shape ``(n, *sample_shape)``: vectors, images, or flat
         rows with ``image_shape`` at ``fit``; once fitted, samples of ``sample_shape_`` or flat
-        rows of as many values (:func:`sknovelty.base.validate_samples`, as the detectors)."""
-        return validate_samples(self, X, reset=reset, ranks=(1, 3))
+        rows of as many values (``sknovelty._validation.validate_samples``, as the detectors)."""
+        return validate_samples(self, X, reset=reset, ranks=self._sample_ranks)
 
     def _patches(self, X):
         """``(n * n_patches, C, p, p)`` patches (or ``(n * n_patches, p)`` windows)."""

@@ -1,23 +1,29 @@
 """Flagging a batch of samples with false-discovery control, from conformal p-values.
 
 :func:`select_anomalies` applies the Benjamini-Hochberg procedure to the split-conformal
-p-values that every detector gives (:meth:`~sknovelty.base.ThresholdMixin.predict_pvalues`;
-:meth:`~sknovelty.base.ThresholdMixin.predict_fdr` does both steps), either as they are
+p-values that every detector gives (:meth:`ThresholdMixin.predict_pvalues`;
+:meth:`ThresholdMixin.predict_fdr` does both steps), either as they are
 (FDR control on average over the reference rows) or after the calibration-conditional
 adjustment of :func:`conditional_pvalues` (FDR control for this reference set, with
 probability ``1 - delta``). Both follow Bates, Candès, Lei, Romano and Sesia, "Testing for
 outliers with conformal p-values", Ann. Statist. 51(1), 2023 (arXiv:2104.08279).
 
-This module depends on numpy only (not on :mod:`sknovelty.base`), so that it can be used on
-p-values from anywhere.
+Its functions take p-values from anywhere (numpy arrays in, numpy arrays out).
+:class:`ThresholdMixin`, which every sknovelty estimator inherits, gives the p-values, the
+decision threshold and ``predict_fdr``.
 """
 
 import math
 import numbers
+import warnings
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["conditional_pvalues", "select_anomalies"]
+from ._validation import normal_rows
+
+__all__ = ["ThresholdMixin", "conditional_pvalues", "select_anomalies"]
 
 #: the values of ``method`` of :func:`select_anomalies` and of ``predict_fdr``
 METHODS = ("marginal", "conditional-simes", "conditional-dkwm")
@@ -109,7 +115,7 @@ def conditional_pvalues(pvalues, n_calibration, *, delta=0.05, method="simes"):
     ----------
     pvalues : array-like of shape (n_samples,)
         Split-conformal p-values against ``n_calibration`` reference scores, as
-        :meth:`~sknovelty.base.ThresholdMixin.predict_pvalues` gives them: each must be
+        :meth:`ThresholdMixin.predict_pvalues` gives them: each must be
         ``i / (n_calibration + 1)`` for an integer ``i`` in ``1..n_calibration + 1``.
     n_calibration : int
         The number of reference scores (``len(reference_scores_)``).
@@ -193,7 +199,7 @@ def select_anomalies(pvalues, alpha=0.1, *, method="marginal", n_calibration=Non
 
     **Assumptions** (as for the p-values themselves): the reference scores come from normal
     rows that the model was not trained on (``reference_held_out_``; see
-    :meth:`~sknovelty.base.ThresholdMixin.calibrate`); the normal samples of the batch are
+    :meth:`ThresholdMixin.calibrate`); the normal samples of the batch are
     drawn from the same distribution as those rows, independently of each other and of
     them; the anomalies are independent of each other (any distribution); the score
     function does not depend on the batch; ``alpha`` and ``method`` are chosen before
@@ -232,9 +238,9 @@ def select_anomalies(pvalues, alpha=0.1, *, method="marginal", n_calibration=Non
 
     See Also
     --------
-    sknovelty.base.ThresholdMixin.predict_fdr : Scores, p-values and this selection in one
+    ThresholdMixin.predict_fdr : Scores, p-values and this selection in one
         call, on a fitted detector.
-    sknovelty.base.ThresholdMixin.predict_pvalues : The conformal p-values.
+    ThresholdMixin.predict_pvalues : The conformal p-values.
     conditional_pvalues : The calibration-conditional adjustment.
 
     References
@@ -277,3 +283,271 @@ def select_anomalies(pvalues, alpha=0.1, *, method="marginal", n_calibration=Non
     if below.size:
         selected = p <= ordered[below[-1]]
     return selected
+
+
+class ThresholdMixin:
+    """The decision threshold, conformal p-values and false-alarm rates of every detector.
+
+    ``decision_function`` is ``score_samples - offset_`` and ``predict`` its sign, for the
+    deep detectors and the whitened baselines alike (each sets ``offset_`` at fit from
+    ``contamination``).
+
+    Every sknovelty estimator keeps, at ``fit``, the sorted normality scores of normal rows
+    in ``reference_scores_``: the held-out rows (``validation_fraction``) for the deep
+    detectors, the training rows for the whitened baselines (``reference_held_out_`` says
+    which). From them:
+
+    * :meth:`predict_pvalues` gives each sample the split-conformal p-value of the hypothesis
+      "this sample is normal": ``p(x) = (1 + #{r in reference : r <= s(x)}) / (n_ref + 1)``,
+      with ``s = score_samples``. Small p-values mean novel.
+    * :meth:`set_false_alarm_rate` sets ``offset_`` so that ``predict`` flags exactly the
+      samples with ``p(x) <= rate``.
+
+    **Guarantee.** If the reference rows were not used for training and a new sample is
+    exchangeable with them (a normal sample from the same distribution), then
+    ``P(p(x) <= a) <= a`` for every ``a`` (Vovk et al., *Algorithmic Learning in a Random
+    World*, 2005; Bates et al., "Testing for outliers with conformal p-values", Ann. Statist.
+    2023). The probability is over the draw of the reference rows and of ``x``: for one
+    fitted model the false-alarm rate on new normal data scatters around ``a`` by about
+    ``sqrt(a (1 - a) / n_ref)``. Each p-value is valid on its own; p-values of several
+    samples scored against the same reference are dependent (positively), so for many tests
+    use a procedure that allows it (e.g. Benjamini-Hochberg, which Bates et al. show valid
+    here). Reference rows seen in training score more normal than new normal rows do, so
+    with them (``reference_held_out_ = False``) the p-values are too small and a warning
+    says so: pass normal rows the model never saw to :meth:`calibrate`.
+    """
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape (or flat rows of as many values)
+            Samples to score.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+
+        See Also
+        --------
+        score_samples : The normality scores before the shift.
+        predict : The sign of the decision function as +1 / -1 labels.
+        set_false_alarm_rate : Set ``offset_`` from a target false-alarm rate.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for inliers, -1 for outliers.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape (or flat rows of as many values)
+            Samples to classify.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
+
+        See Also
+        --------
+        decision_function : The scores whose sign gives the labels.
+        predict_pvalues : Conformal p-values instead of hard labels.
+        set_false_alarm_rate : Set the threshold from a target false-alarm rate.
+        """
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def _set_reference_scores(self, scores, held_out):
+        self.reference_scores_ = np.sort(np.asarray(scores, dtype=np.float64))
+        self.reference_held_out_ = bool(held_out)
+
+    def _warn_in_sample(self, consequence):
+        if not self.reference_held_out_:
+            warnings.warn(
+                f"the reference scores of this {type(self).__name__} come from its training "
+                f"rows, which score more normal than new normal rows: {consequence}. Call "
+                "calibrate(X_normal) with normal rows it was not trained on",
+                UserWarning, stacklevel=3)
+
+    def _reference(self):
+        check_is_fitted(self)
+        reference = getattr(self, "reference_scores_", None)
+        if reference is None:
+            raise NotFittedError(
+                f"this {type(self).__name__} was saved or pickled by an sknovelty version "
+                "without reference scores: call calibrate(X_normal) with normal rows it was "
+                "not trained on before asking for p-values or a false-alarm rate")
+        return reference
+
+    def predict_pvalues(self, X):
+        """Conformal p-values of "the sample is normal" (small = novel).
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape
+            Samples to test.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            ``(1 + #{r in reference_scores_ : r <= s(x)}) / (len(reference_scores_) + 1)``
+            with ``s = score_samples``, in ``[1 / (n_ref + 1), 1]``. For a normal sample
+            exchangeable with the reference rows, ``P(p <= a) <= a`` (see the class notes).
+
+        Warns
+        -----
+        UserWarning
+            When the reference rows were used for training (``reference_held_out_`` is
+            False): then the p-values are too small.
+
+        See Also
+        --------
+        set_false_alarm_rate : The threshold that flags the samples with ``p <= rate``.
+        calibrate : Replace the reference scores by those of fresh normal rows.
+        """
+        reference = self._reference()
+        self._warn_in_sample("the p-values are too small")
+        below = np.searchsorted(reference, self.score_samples(X), side="right")
+        return (1.0 + below) / (len(reference) + 1.0)
+
+    def predict_fdr(self, X, alpha=0.1, method="marginal", delta=0.05):
+        """Flag a batch as +1 / -1, keeping the false-discovery rate at most ``alpha``.
+
+        Benjamini-Hochberg on the conformal p-values of :meth:`predict_pvalues`
+        (:func:`sknovelty.thresholds.select_anomalies`): the expected share of normal samples
+        among those labelled -1 is at most ``alpha``. Unlike :meth:`predict` (one threshold
+        for every sample), the threshold depends on the whole batch: pass together the
+        samples to be screened together.
+
+        Guarantee, under the assumptions of the class notes (reference rows not trained on,
+        normal samples exchangeable with them, samples of the batch independent): with
+        ``method="marginal"`` the false-discovery rate is at most ``alpha`` on average over
+        the draw of the reference rows (Bates et al. 2023, Section 2); with
+        ``"conditional-simes"`` or ``"conditional-dkwm"`` it is at most ``alpha`` for the
+        reference set at hand, except with probability ``delta`` (Section 3), at a cost in
+        flagged anomalies. With ``n_ref`` reference scores, a batch of ``m`` samples needs
+        ``n_ref >= m / alpha - 1`` for a single anomaly to be flagged alone.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape
+            The batch of samples to screen.
+        alpha : float in (0, 1), default=0.1
+            The target false-discovery rate.
+        method : {"marginal", "conditional-simes", "conditional-dkwm"}, default="marginal"
+            See :func:`~sknovelty.thresholds.select_anomalies`.
+        delta : float in (0, 1), default=0.05
+            Conditional methods: the probability, over the reference rows, that the
+            guarantee fails. Ignored by ``"marginal"``.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            -1 for the samples selected as anomalies, +1 for the others (as :meth:`predict`).
+
+        Warns
+        -----
+        UserWarning
+            When the reference rows were used for training (``reference_held_out_`` is
+            False): then the p-values are too small and the false-discovery rate is not
+            controlled.
+
+        See Also
+        --------
+        predict_pvalues : The p-values the selection is made from.
+        sknovelty.thresholds.select_anomalies : The same selection from any p-values.
+        calibrate : Make held-out normal rows the reference.
+        """
+        reference = self._reference()
+        _check_selection(alpha, method, len(reference), delta)  # before scoring X
+        self._warn_in_sample("the p-values are too small and the false-discovery rate is "
+                             "not controlled")
+        # the p-values of predict_pvalues, computed here so that the warning names the caller
+        below = np.searchsorted(reference, self.score_samples(X), side="right")
+        pvalues = (1.0 + below) / (len(reference) + 1.0)
+        flagged = select_anomalies(pvalues, alpha, method=method, n_calibration=len(reference),
+                                   delta=delta)
+        return np.where(flagged, -1, 1)
+
+    def set_false_alarm_rate(self, rate):
+        """Set ``offset_`` so that ``predict`` flags a share of at most ``rate`` of normal data.
+
+        A sample is then an outlier (``predict`` -1, ``decision_function`` < 0) exactly when
+        its p-value (:meth:`predict_pvalues`) is at most ``rate``, so under the assumption of
+        the class notes the expected false-alarm rate on new normal data is at most ``rate``.
+        ``offset_`` becomes the ``k``-th smallest reference score with
+        ``k = floor(rate * (n_ref + 1))``. Scores do not change; ``contamination`` is not
+        used afterwards (refitting sets ``offset_`` from it again).
+
+        Parameters
+        ----------
+        rate : float in (0, 1)
+            Target false-alarm rate: the share of normal samples flagged as novel.
+
+        Returns
+        -------
+        self
+
+        Warns
+        -----
+        UserWarning
+            When the reference rows were used for training (``reference_held_out_`` is
+            False): then far more than ``rate`` of new normal samples are flagged.
+
+        Raises
+        ------
+        ValueError
+            If ``rate`` is not in (0, 1), or is below ``1 / (n_ref + 1)``: then no threshold
+            keeps the guarantee (use more reference rows, see :meth:`calibrate`).
+
+        See Also
+        --------
+        predict_pvalues : The p-values the threshold is equivalent to.
+        """
+        reference = self._reference()
+        if not (isinstance(rate, numbers.Real) and 0 < rate < 1):
+            raise ValueError(f"rate must be a float in (0, 1), got {rate!r}")
+        n = len(reference)
+        k = math.floor(rate * (n + 1) + 1e-9)  # flag s < r_(k): p <= k / (n + 1) <= rate
+        if k < 1:
+            raise ValueError(f"a false-alarm rate of {rate} needs at least "
+                             f"{math.ceil(1 / rate) - 1} reference scores; this "
+                             f"{type(self).__name__} has {n}: calibrate it on more normal rows")
+        self._warn_in_sample("far more than this rate of new normal samples will be flagged")
+        self.offset_ = float(reference[k - 1])
+        self.false_alarm_rate_ = float(rate)
+        return self
+
+    def calibrate(self, X, y=None):
+        """Score fresh normal rows and make them the reference of p-values and thresholds.
+
+        Split-conformal calibration: ``X`` must be normal rows that the model was not trained
+        on (e.g. a held-out part of the normal data). Replaces ``reference_scores_`` (and
+        sets ``reference_held_out_`` to True); if :meth:`set_false_alarm_rate` was called,
+        ``offset_`` is recomputed for the same rate. The fitted model itself does not change.
+
+        Parameters
+        ----------
+        X : array-like of the fitted sample shape
+            Normal samples not used in ``fit``.
+        y : array-like of shape (n,) with values in {+1, -1}, optional
+            When given, only the rows labelled +1 are used.
+
+        Returns
+        -------
+        self
+
+        See Also
+        --------
+        predict_pvalues : The p-values computed against the new reference scores.
+        set_false_alarm_rate : The threshold taken from the new reference scores.
+        """
+        check_is_fitted(self)
+        scores = normal_rows(self.score_samples(X), y)
+        if len(scores) < 1:
+            raise ValueError("calibrate needs at least one normal row")
+        self._set_reference_scores(scores, held_out=True)
+        if hasattr(self, "false_alarm_rate_"):
+            self.set_false_alarm_rate(self.false_alarm_rate_)
+        return self

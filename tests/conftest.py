@@ -16,19 +16,57 @@ if _THREADS:
     threadpool_limits(int(_THREADS))
 
 
-# tiny_<name>(**params): the estimator at the registry's tiny configuration (small networks,
-# 2 epochs, CPU, seed 0), ``params`` overriding it
+def _test_id(name):
+    """A registry name as a test id and in ``tiny_<id>``: "OC-SVM" -> "ocsvm"."""
+    return name.lower().replace("-", "")
+
+
+# tiny_<id>(**params) for every registry entry (tiny_lsa, tiny_ae, tiny_ocsvm, ...): the
+# estimator at the registry's tiny configuration (small networks, 2 epochs, CPU, seed 0),
+# ``params`` overriding it
 def _tiny(name):
     def factory(**params):
         return ESTIMATORS[name].tiny(**params)
 
-    factory.__name__ = factory.__qualname__ = "tiny_" + name.lower().replace("-", "")
+    factory.__name__ = factory.__qualname__ = "tiny_" + _test_id(name)
     return factory
 
 
-tiny_lsa, tiny_ae, tiny_oled, tiny_cae = _tiny("LSA"), _tiny("AE"), _tiny("OLED"), _tiny("CAE")
-tiny_mmp, tiny_ltg, tiny_flow, tiny_itae = _tiny("MMP"), _tiny("LTG"), _tiny("Flow"), _tiny("ITAE")
-tiny_ocsvm, tiny_kde = _tiny("OC-SVM"), _tiny("KDE")
+globals().update({"tiny_" + _test_id(name): _tiny(name) for name in ESTIMATORS})
+
+
+def object_rows(n=60, seed=0, novel=False):
+    """``n`` object rows for the detectors whose ``inputs`` are ``"objects"``: the layout of
+    :func:`sknovelty.mmp_ams.pack_objects` at the registry's tiny configuration (8 x 8 grey
+    crops, 2 classes). Crops are digits (0, or 1 with ``novel``), their future the same
+    digit a pixel to the right, their flow the difference, classes and boxes drawn at random."""
+    from sknovelty.datasets import load_digits_images
+    from sknovelty.mmp_ams import pack_objects
+
+    X, y = load_digits_images()
+    rng = np.random.RandomState(seed)
+    crops = X[y == int(novel)][rng.randint(0, (y == int(novel)).sum(), size=n)]
+    futures = np.roll(crops, 1, axis=-1)
+    flows = np.abs(futures - crops)[:, 0]
+    return pack_objects(crops, futures, flows, rng.randint(2, size=n), rng.uniform(size=(n, 4)),
+                        n_classes=2)
+
+
+def samples(name, digits, clips, n=60, normal=False):
+    """Samples that registry entry ``name`` takes: ``n`` ``digits`` images (n, 1, 8, 8) if
+    it takes images, else the ``clips`` fixture (all 20: clip models fit slowly), else ``n``
+    object rows (``object_rows``). ``normal``: of digit 0 only (else the first ``n`` of all
+    digits; object rows of digits 0 and 1)."""
+    inputs = ESTIMATORS[name].inputs
+    if "images" in inputs:
+        X, y = digits
+        return X[y == 0][:n] if normal else X[:n]
+    if "clips" in inputs:
+        return clips
+    if "objects" in inputs:
+        return object_rows(n) if normal else np.r_[object_rows(n // 2, seed=1),
+                                                   object_rows(n - n // 2, seed=1, novel=True)]
+    raise AssertionError(f"no test samples for {name}'s inputs {inputs}")
 
 
 @pytest.fixture(scope="session")
@@ -55,31 +93,40 @@ def clips():
     return np.random.RandomState(0).rand(20, 1, 8, 16, 16).astype(np.float32)
 
 
+def _kind(entry):
+    """The kind of samples the generic tests give an entry: images where it takes them, else
+    its first kind (clips, object rows)."""
+    return "images" if "images" in entry.inputs else entry.inputs[0]
+
+
 #: Every registered estimator as ``pytest.param(factory, training data kind, id=...)``, for
 #: the promises all of them keep: "images" are ``digits`` images (n, 1, 8, 8), "clips" the
-#: ``clips`` fixture (n, 1, 8, 16, 16), for estimators that take clips only. The whitened
-#: baselines flatten whatever they get.
-ESTIMATOR_FACTORIES = [
-    pytest.param(_tiny(name), "images" if "images" in entry.inputs else "clips",
-                 id=name.lower().replace("-", ""))
-    for name, entry in ESTIMATORS.items()
-]
+#: ``clips`` fixture (n, 1, 8, 16, 16), for estimators that take clips only, "objects" the
+#: rows of ``object_rows``. The whitened baselines flatten whatever they get.
+ESTIMATOR_FACTORIES = [pytest.param(_tiny(name), _kind(entry), id=_test_id(name))
+                       for name, entry in ESTIMATORS.items()]
 
 
 @pytest.fixture(scope="session", params=list(ESTIMATORS))
 def every_fitted(request, digits, clips):
     """``(name, fitted estimator, X_train, X_test)`` for each registered estimator at its tiny
-    configuration, fitted once per session (on digit 0: 60 images, flattened for the whitened
-    baselines; ITAE on ``clips``). Tests that change the model work on a copy."""
+    configuration, fitted once per session (on digit 0: 60 images, flattened for the
+    estimators without a network; ITAE on ``clips``; MMP-AMS on 60 ``object_rows``). Tests
+    that change the model work on a copy."""
     name = request.param
-    if "images" not in ESTIMATORS[name].inputs:
+    entry = ESTIMATORS[name]
+    kind = _kind(entry)
+    if kind == "clips":
         X_train, X_test = clips, clips[:4]  # ITAE scores slowly: a few clips are enough
+    elif kind == "objects":
+        X_train = samples(name, digits, clips, 60, normal=True)
+        X_test = samples(name, digits, clips, 30)
     else:
         X, y = digits
-        if not ESTIMATORS[name].deep:
+        if not entry.deep:
             X = X.reshape(len(X), -1)
         X_train, X_test = X[y == 0][:60], X[:30]
-    return name, ESTIMATORS[name].tiny().fit(X_train), X_train, X_test
+    return name, entry.tiny().fit(X_train), X_train, X_test
 
 
 def assert_same_scores_up_to_rounding(det, X, got, expected):

@@ -1,6 +1,7 @@
 """Behaviour of the base estimator through LSA: validation, invariances, determinism,
 labels in fit, persistence, pipelines, devices."""
 
+import inspect
 import io
 import math
 import pickle
@@ -18,9 +19,13 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
 
+import sknovelty
 from sknovelty import TrainingDivergedError, load
+from sknovelty.base import BaseDeepDetector
+from sknovelty.baselines import AutoencoderDetector
 from sknovelty.exceptions import SimpleInputWarning
 from sknovelty.metrics import auroc_scorer
+from sknovelty.registry import ESTIMATORS
 
 from .conftest import tiny_ae, tiny_flow, tiny_itae, tiny_lsa, tiny_ltg, tiny_mmp, tiny_oled
 
@@ -498,3 +503,45 @@ def test_complexity_attributes_survive_save_and_load(tmp_path):
     again = load(tmp_path / "ae.skn")
     assert again.complexity_correlation_ == det.complexity_correlation_
     assert again.simple_input_auroc_ == det.simple_input_auroc_
+
+
+def test_prepare_training_sees_the_training_rows_once_per_fit(blobs):
+    # the hook for data-dependent set-up (Deep SVDD's centre): the freshly built module, still
+    # on the CPU, and the training rows (never the held-out ones), once per fit
+    calls = []
+
+    class Spy(AutoencoderDetector):
+        def _prepare_training(self, module, X_train):
+            calls.append((module, X_train.clone()))
+
+    det = Spy(**ESTIMATORS["AE"].tiny_params, validation_fraction=0.25).fit(blobs)
+    assert len(calls) == 1
+    module, X_train = calls[0]
+    assert isinstance(module, torch.nn.Module) and module is det.net_.module_
+    assert all(p.device.type == "cpu" for p in module.parameters())
+    assert X_train.dtype == torch.float32 and X_train.device.type == "cpu"
+    training = np.delete(blobs, _held_out_rows(det, len(blobs)), axis=0)
+    assert sorted(map(tuple, X_train.numpy().tolist())) == sorted(map(tuple, training.tolist()))
+    det.fit(blobs)
+    assert len(calls) == 2
+
+
+def _deep_detector_classes():
+    """Every deep detector of the registry and of ``sknovelty.__all__``."""
+    classes = {entry.cls for entry in ESTIMATORS.values()}
+    classes |= {getattr(sknovelty, name) for name in sknovelty.__all__}
+    return sorted((c for c in classes if isinstance(c, type) and issubclass(c, BaseDeepDetector)),
+                  key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", _deep_detector_classes(), ids=lambda c: c.__name__)
+def test_every_deep_detector_takes_every_common_parameter(cls):
+    # the common parameters are the base's constraints; a method that does not take one
+    # says so in _omitted_common_parameters (MultiAspectDetector: image_shape, rows are
+    # objects), and then neither takes nor validates it
+    common = set(BaseDeepDetector._parameter_constraints)
+    omitted = set(cls._omitted_common_parameters)
+    params = set(inspect.signature(cls.__init__).parameters)
+    assert omitted <= common
+    assert not (common - omitted) - params, f"{cls.__name__} lacks {(common - omitted) - params}"
+    assert not omitted & (params | set(cls._parameter_constraints))

@@ -15,7 +15,7 @@ from sknovelty import load
 from sknovelty.registry import ESTIMATORS
 
 from .conftest import (assert_bfloat16_keeps_the_ranking, assert_same_scores_up_to_rounding,
-                       tiny_ltg)
+                       samples, tiny_ltg)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -24,10 +24,9 @@ DEEP = [name for name, entry in ESTIMATORS.items() if entry.deep]
 
 @pytest.mark.parametrize("name", DEEP)
 def test_cuda_fit_score_pickle_and_load_on_cpu(name, digits, clips, tmp_path):
-    X, y = digits
     entry = ESTIMATORS[name]
-    X_train, X_test = ((X[y == 0][:80], X[:40]) if "images" in entry.inputs
-                       else (clips, clips[:8]))
+    X_train = samples(name, digits, clips, 80, normal=True)
+    X_test = samples(name, digits, clips, 40)
     det = entry.tiny(device="cuda").fit(X_train)
     assert det.device_.startswith("cuda")
     assert all(p.is_cuda for p in det.net_.module_.parameters())
@@ -62,13 +61,13 @@ def test_cuda_and_cpu_fits_learn_the_same_thing(digits):
 
 @pytest.mark.parametrize("name", DEEP)
 def test_cuda_scores_in_bfloat16_and_in_large_chunks(name, digits, clips):
-    X, y = digits
     entry = ESTIMATORS[name]
-    X_train, X_test = ((X[y == 0][:80], X[:200]) if "images" in entry.inputs else (clips, clips))
+    X_train = samples(name, digits, clips, 80, normal=True)
+    X_test = samples(name, digits, clips, 200)
     det = entry.tiny(device="cuda").fit(X_train)
-    # "auto" on CUDA: 1024 rows of images this small; clips of 8 x 16 x 16 hold 2,048 values,
-    # so 1024 * 784 // 2048 = 392 rows
-    assert det._score_batch_size() == (1024 if "images" in entry.inputs else 392)
+    # "auto" on CUDA: 1024 rows of samples this small (images, object rows); clips of
+    # 8 x 16 x 16 hold 2,048 values, so 1024 * 784 // 2048 = 392 rows
+    assert det._score_batch_size() == min(1024, 1024 * 784 // X_test[0].size)
     exact = det.score_samples(X_test)
     # another chunk: float32 rounding only (kernels block rows differently), see test_scale
     small = det.set_params(score_batch_size=16).score_samples(X_test)
@@ -88,9 +87,9 @@ def test_cuda_scores_in_bfloat16_and_in_large_chunks(name, digits, clips):
 @pytest.mark.parametrize("name", DEEP)
 def test_cuda_pvalues_thresholds_and_maps_follow_the_model_to_the_cpu(name, digits, clips,
                                                                       tmp_path):
-    X, y = digits
     entry = ESTIMATORS[name]
-    X_train, X_test = ((X[y == 0][:80], X[:50]) if "images" in entry.inputs else (clips, clips))
+    X_train = samples(name, digits, clips, 80, normal=True)
+    X_test = samples(name, digits, clips, 50)
     det = entry.tiny(device="cuda").fit(X_train)
     rate = max(0.3, 1.01 / (len(det.reference_scores_) + 1))  # ITAE: 2 reference clips
     det.set_false_alarm_rate(rate)

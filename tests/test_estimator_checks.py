@@ -1,6 +1,14 @@
-"""scikit-learn's estimator checks over every public estimator."""
+"""scikit-learn's estimator checks over every public estimator, and the registry holding them."""
 
+import inspect
+
+import numpy as np
+import pytest
+from sklearn.base import OutlierMixin
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import sknovelty
 
 from sknovelty.base import BaseDeepDetector
 from sknovelty.registry import ESTIMATORS
@@ -39,14 +47,27 @@ def _expected_failures(estimator):
     return failures
 
 
-# every registered estimator that takes vectors (the checks feed 2-D data; the clip-only
-# TwoPathFlowDetector is checked on clips by the other contract tests), plus variants that
-# exercise other code paths
+# every registered estimator that takes vectors (``Entry.inputs``, from the class: the checks
+# feed random 2-D data; the clip-only TwoPathFlowDetector, and MultiAspectDetector whose rows
+# have the layout of pack_objects, are checked on their own samples by the other contract
+# tests), plus variants that exercise other code paths
 VARIANTS = [tiny_lsa(validation_fraction=0.0, cpd="logistic_mixture", cpd_components=2),
             tiny_ae(validation_fraction=0.0),
             tiny_oled(validation_fraction=0.0, threshold="sigmoid"),
             tiny_mmp(validation_fraction=0.0, loss="naive"),
             tiny_ltg(validation_fraction=0.0, noise="gaussian"), tiny_flow(validation_fraction=0.0)]
+
+
+# ranges that the classes declare in ``_parameter_constraints`` (scikit-learn checks them
+# before anything else in ``fit``), one per method whose range check used to be its own code
+@pytest.mark.parametrize("name, params", [
+    ("LSA", {"n_bins": 1}), ("LSA", {"lam": float("nan")}), ("LSA", {"cpd_components": 0}),
+    ("AE", {"latent_dim": 0}), ("OLED", {"mask_ratio": 1.0}), ("CAE", {"gamma": -1.0}),
+    ("ITAE", {"tau": 3}),
+])
+def test_out_of_range_parameters_are_refused_by_their_constraints(name, params):
+    with pytest.raises(InvalidParameterError, match=f"'{next(iter(params))}' parameter"):
+        ESTIMATORS[name].tiny(**params).fit(np.zeros((8, 4)))
 
 
 @parametrize_with_checks(
@@ -55,3 +76,38 @@ VARIANTS = [tiny_lsa(validation_fraction=0.0, cpd="logistic_mixture", cpd_compon
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_every_public_detector_is_in_the_registry():
+    """The suites that iterate the registry reach every public detector: a class of
+    ``sknovelty.__all__`` that detects (an OutlierMixin, or anything with ``score_samples``)
+    is an entry of ``sknovelty.registry.ESTIMATORS``; the other exports are tools
+    (PretrainedEmbedding is a transformer)."""
+    registered = {entry.cls for entry in ESTIMATORS.values()}
+    public = [getattr(sknovelty, name) for name in sknovelty.__all__]
+    detectors = {obj for obj in public if inspect.isclass(obj)
+                 and (issubclass(obj, OutlierMixin) or hasattr(obj, "score_samples"))}
+    assert detectors, "no detector found in sknovelty.__all__"
+    assert sorted(c.__name__ for c in detectors - registered) == []
+    # and the package exports every registered class
+    assert sorted(c.__name__ for c in registered - detectors) == []
+
+
+def test_no_detector_of_the_package_is_left_out_of_the_registry():
+    """A detector class a module defines (public name, with ``score_samples``) is in the
+    registry, unless it is a base of registered ones (BaseDeepDetector): a new method's
+    module without its registry line fails here, not silently outside every suite."""
+    import importlib
+    import pkgutil
+
+    registered = {entry.cls for entry in ESTIMATORS.values()}
+    missing = []
+    for info in pkgutil.walk_packages(sknovelty.__path__, "sknovelty."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and obj.__module__ == module.__name__
+                    and not name.startswith("_") and hasattr(obj, "score_samples")
+                    and obj not in registered
+                    and not any(issubclass(r, obj) for r in registered)):
+                missing.append(f"{module.__name__}.{name}")
+    assert missing == []

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from torch import nn
 
 import sknovelty.features as features
-from sknovelty.base import torch_threads
+from sknovelty._device import torch_threads
 from sknovelty.exceptions import PrecisionWarning
 from sknovelty.features import EfficientNetLite0, PretrainedEmbedding
 
@@ -143,9 +143,9 @@ def test_weights_loaded_into_a_copy(images, tmp_path):
 @pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
 def test_bfloat16(images, native, monkeypatch):
     # both branches on every machine: the CPU's own answer is replaced by each in turn
-    import sknovelty.base
+    import sknovelty._device
 
-    monkeypatch.setattr(sknovelty.base, "bf16_native", lambda device: native)
+    monkeypatch.setattr(sknovelty._device, "bf16_native", lambda device: native)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         emb = tiny(precision="bfloat16").fit(images)

@@ -25,13 +25,14 @@ VECTORS = [name for name, entry in ESTIMATORS.items() if "vectors" in entry.inpu
 # ---------------------------------------------------------------- interrupts
 def test_an_interrupted_refit_keeps_the_fitted_model_and_the_interrupt_reaches_the_caller():
     """A real SIGINT, sent by the child process to itself in the middle of a refit (deep
-    detectors: at the end of the refit's second epoch; the whitened baselines: while they
-    score their training rows), for every registry entry."""
+    detectors: at the end of the refit's second epoch; the others: when they set offset_ from
+    the scores they computed, the last step of every fit), for every registry entry."""
     out = run_python("""
         import json, os, signal, time, warnings
         import numpy as np
         from skorch.callbacks import Callback
         from sknovelty.registry import ESTIMATORS
+        from tests.conftest import object_rows
         warnings.simplefilter("ignore")
 
         class SigintAt(Callback):
@@ -43,27 +44,31 @@ def test_an_interrupted_refit_keeps_the_fitted_model_and_the_interrupt_reaches_t
 
         rng = np.random.RandomState(0)
         data = {"vectors": rng.randn(64, 6).astype(np.float32),
-                "clips": rng.rand(16, 1, 4, 8, 8).astype(np.float32)}
+                "clips": rng.rand(16, 1, 4, 8, 8).astype(np.float32),
+                "objects": object_rows(64)}
+        percentile = np.percentile
+
+        def interrupted(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT); time.sleep(1)
+            return percentile(*args, **kwargs)
+
         report = {}
         for name, entry in ESTIMATORS.items():
-            X = data["vectors" if "vectors" in entry.inputs else "clips"]
+            X = next(data[kind] for kind in data if kind in entry.inputs)
             est = entry.tiny().fit(X)
             before = dict(vars(est))
             scores = est.score_samples(X)
             if entry.deep:
                 est.set_params(epochs=1000, callbacks=[SigintAt(2)])
             else:
-                score = est._raw_score
-                def interrupted(Z, score=score):
-                    os.kill(os.getpid(), signal.SIGINT); time.sleep(1); return score(Z)
-                est._raw_score = interrupted
+                np.percentile = interrupted
             try:
                 est.fit(X[::-1].copy())
                 outcome = "returned"
             except KeyboardInterrupt:
                 outcome = "KeyboardInterrupt"
-            if not entry.deep:
-                del est._raw_score
+            finally:
+                np.percentile = percentile
             same = {k: vars(est).get(k) is v for k, v in before.items()
                     if k not in ("epochs", "callbacks")}
             report[name] = dict(outcome=outcome, same=all(same.values()),
@@ -185,15 +190,21 @@ def test_a_scoring_at_another_thread_count_waits_for_a_running_fit():
 
 
 # ---------------------------------------------------------------- degenerate training
-# (not the OC-SVM and the nearest neighbours: their scores do not depend on the scale)
-@pytest.mark.parametrize("name", [n for n in VECTORS if n not in ("OC-SVM", "kNN")])
+@pytest.mark.parametrize("name", VECTORS)
 def test_inputs_too_small_for_float32_fail_loudly(name):
+    """Rows of 1e-30: a detector that cannot tell them apart in float32 says so; one whose
+    scores do not depend on the scale (the OC-SVM on whitened rows, the nearest neighbours'
+    float64 distances) ranks them. Never a model that gives every row one score."""
     rng = np.random.RandomState(0)
     X = rng.randn(200, 10) * 1e-30
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputScaleWarning)
-        with pytest.raises(TrainingDivergedError, match="distinct score"):
-            ESTIMATORS[name].tiny().fit(X)
+        try:
+            det = ESTIMATORS[name].tiny().fit(X)
+        except TrainingDivergedError as exc:
+            assert "distinct score" in str(exc)
+            return
+    assert len(np.unique(det.score_samples(X))) > len(X) // 2
 
 
 def test_tiny_input_scale_warns():
@@ -222,10 +233,11 @@ IMAGES = [name for name, entry in ESTIMATORS.items() if "images" in entry.inputs
 
 @pytest.fixture(scope="module")
 def pixels():
-    """MNIST-5k digits 3 (normal) and 5 (novel) as uint8 pixels, 0-255."""
-    from sknovelty.datasets import load_mnist_5k
+    """scikit-learn's 8x8 digits 3 (normal) and 5 (novel) as uint8 pixels, 0-255 (small
+    images: every registry entry fits them in about a second, a patchwise KDE too)."""
+    from sknovelty.datasets import load_digits_images
 
-    X, y = load_mnist_5k()
+    X, y = load_digits_images()
     uint8 = np.rint(X * 255).astype(np.uint8)
     return uint8[y == 3][:80], uint8[y == 5][:20]
 

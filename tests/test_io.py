@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from sklearn.base import BaseEstimator
 from safetensors.torch import save_file
 
 from sknovelty import (AutoencoderDetector, LatentAutoregressiveDetector, WhitenedKDE,
@@ -22,6 +23,16 @@ from .conftest import tiny_ae
 #: the PCA-whitened baselines (the other estimators that are not deep store their rows)
 WHITENED = tuple(name for name, entry in ESTIMATORS.items() if entry.cls._file_kind == "whitened")
 DEEP = tuple(name for name, entry in ESTIMATORS.items() if entry.deep)
+#: the tensors of each layout of model file (the class's ``_file_kind``), by their prefixes
+TENSOR_PREFIXES = {"whitened": ("fitted.", "pca.", "scorer."), "deep": ("module.", "criterion."),
+                   "neighbors": ("fitted.", "index."),
+                   "patchwise": ("fitted.", "estimator.", "estimator_.")}
+
+
+def _params(est):
+    """``get_params()``, with the estimators among the values as their class (their own
+    parameters are there too, as ``estimator__...``)."""
+    return {k: type(v) if isinstance(v, BaseEstimator) else v for k, v in est.get_params().items()}
 
 
 @pytest.fixture
@@ -68,7 +79,7 @@ def test_every_estimator_round_trips_bit_identically(fitted, tmp_path):
     device = {} if name in WHITENED else {"device": "cpu"}
     for other in (load(path), type(det).load(path, **device)):
         assert type(other) is type(det)
-        assert other.get_params() == det.get_params()
+        assert _params(other) == _params(det)
         np.testing.assert_array_equal(other.score_samples(X_test), expected)
         assert other.offset_ == det.offset_
         if comps:
@@ -107,9 +118,7 @@ def test_file_is_plain_safetensors_with_json_metadata(fitted, tmp_path):
     metadata, tensors = _read(path)
     assert metadata == meta and set(tensors) == set(header)
     assert all(type(t) is torch.Tensor for t in tensors.values())
-    prefixes = (("fitted.", "pca.", "scorer.") if name in WHITENED else
-                ("module.", "criterion.") if name in DEEP else ("fitted.", "index."))
-    assert all(k.startswith(prefixes) for k in tensors)
+    assert all(k.startswith(TENSOR_PREFIXES[type(det)._file_kind]) for k in tensors)
     if name not in DEEP:
         assert "history" not in meta
     if name in WHITENED:

@@ -25,8 +25,10 @@ import pytest
 import torch
 
 from sknovelty import io, load
-from sknovelty.base import resolve_device
+from sknovelty._device import resolve_device
 from sknovelty.registry import ESTIMATORS
+
+from .conftest import object_rows
 
 #: A child may map this much more than the test process had when it forked (its address
 #: space is capped there: an allocation beyond fails instead of swapping the machine).
@@ -37,7 +39,6 @@ CHILD_TIMEOUT = 60
 REFUSE_SECONDS = 10
 
 DEEP = [name for name, entry in ESTIMATORS.items() if entry.deep]
-WHITENED = [name for name, entry in ESTIMATORS.items() if not entry.deep]
 VECTORS = [name for name, entry in ESTIMATORS.items() if "vectors" in entry.inputs]
 
 
@@ -150,18 +151,19 @@ def edit(src, dst, meta=None, fitted=None, params=None, tensors=None):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Every registry estimator at its tiny configuration, fitted once (one epoch, one
-    thread) on a DataFrame of 48 rows x 8 columns (ITAE on 12 small clips) and saved:
-    ``name -> (path, estimator, X)``."""
+    thread) on a DataFrame of 48 rows x 8 columns (ITAE on 12 small clips, MMP-AMS on 48
+    object rows) and saved: ``name -> (path, estimator, X)``."""
     rng = np.random.RandomState(0)
     frame = pd.DataFrame(rng.rand(48, 8).astype(np.float32), columns=[f"f{i}" for i in range(8)])
     clips = rng.rand(12, 1, 8, 16, 16).astype(np.float32)
     folder = tmp_path_factory.mktemp("models")
     out = {}
+    data = {"vectors": frame, "clips": clips, "objects": object_rows(48)}
     for name, entry in ESTIMATORS.items():
-        kwargs = dict(epochs=1, n_jobs=1) if entry.deep else {}
-        if name == "ITAE":
-            kwargs["flow_epochs"] = 1
-        X = frame if "vectors" in entry.inputs else clips
+        # one epoch of each training stage (ITAE's flows too), one thread
+        params = entry.tiny().get_params() if entry.deep else {}
+        kwargs = {k: 1 for k in ("epochs", "flow_epochs", "n_jobs") if k in params}
+        X = next(data[kind] for kind in data if kind in entry.inputs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the complexity checks of a 1-epoch fit
             det = entry.tiny(**kwargs).fit(X)

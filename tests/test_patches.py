@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknovelty import PatchwiseDetector, WhitenedKDE
 from sknovelty.metrics import auroc, auroc_scorer
@@ -135,8 +134,3 @@ def test_deep_detectors_on_patches():
         assert det.estimator_.sample_shape_ == (1, 8, 8)
         assert det.score_samples(X[:3]).shape == (3,) and det.predict(X[:3]).shape == (3,)
         assert det.score_maps(X[:2]).shape == (2, 1, 16, 16)
-
-
-@parametrize_with_checks([PatchwiseDetector(WhitenedKDE(n_components=1), patch_size=1)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)

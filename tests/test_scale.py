@@ -12,13 +12,14 @@ import torch
 from numpy.testing import assert_array_equal
 from sklearn.model_selection import GridSearchCV
 
-from sknovelty import base
-from sknovelty.base import STREAM_ROWS, resolve_device
+from sknovelty import _device, _scoring
+from sknovelty._device import resolve_device
+from sknovelty._scoring import STREAM_ROWS
 from sknovelty.datasets import load_mnist_5k
 from sknovelty.metrics import auroc_scorer
 from sknovelty.registry import ESTIMATORS
 
-from .conftest import assert_bfloat16_keeps_the_ranking, assert_same_scores_up_to_rounding
+from .conftest import assert_bfloat16_keeps_the_ranking, assert_same_scores_up_to_rounding, samples
 
 DEEP = [name for name, entry in ESTIMATORS.items() if entry.deep]
 
@@ -31,7 +32,7 @@ def mnist_ae():
 
 def test_scoring_streams_a_memmap_with_bounded_memory(tmp_path, mnist_ae, monkeypatch):
     det, X = mnist_ae
-    monkeypatch.setattr(base, "STREAM_ROWS", 4096)  # blocks of 4,096 rows: a fast test
+    monkeypatch.setattr(_scoring, "STREAM_ROWS", 4096)  # blocks of 4,096 rows: a fast test
     n = 20_000  # MNIST-sized rows: 63 MB on disk (a sparse file: all but the first rows zero)
     path = tmp_path / "big.f32"
     big = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, *X.shape[1:]))
@@ -66,7 +67,7 @@ def test_streamed_scoring_still_names_a_bad_row(mnist_ae):
 
 @pytest.mark.parametrize("name", DEEP)
 def test_the_scoring_chunk_changes_no_score_beyond_rounding(name, digits, clips):
-    X = digits[0][:70] if "images" in ESTIMATORS[name].inputs else clips
+    X = samples(name, digits, clips, 70)
     det = ESTIMATORS[name].tiny(score_batch_size=7).fit(X)
     before = det.score_samples(X)
     for size in (1, 64, "auto"):
@@ -75,9 +76,9 @@ def test_the_scoring_chunk_changes_no_score_beyond_rounding(name, digits, clips)
         # normalisation constants were fixed at fit, so only the raw terms can move
         after = det.set_params(score_batch_size=size).score_samples(X)
         assert_same_scores_up_to_rounding(det, X, after, before)
-    # "auto" on the CPU: 256 rows of images this small; clips of 8 x 16 x 16 hold 2,048 values,
-    # so 256 * 784 // 2048 = 98 rows
-    assert det._score_batch_size() == (256 if "images" in ESTIMATORS[name].inputs else 98)
+    # "auto" on the CPU: 256 rows of samples this small (images, object rows); clips of
+    # 8 x 16 x 16 hold 2,048 values, so 256 * 784 // 2048 = 98 rows
+    assert det._score_batch_size() == min(256, 256 * 784 // X[0].size)
 
 
 def test_auto_scoring_chunk_follows_the_device_and_the_sample_size():
@@ -97,7 +98,7 @@ def test_auto_scoring_chunk_follows_the_device_and_the_sample_size():
 def test_bfloat16_falls_back_with_a_message_where_it_brings_nothing(digits, native, monkeypatch):
     # both branches on every machine: the CPU's own answer is replaced by each one in turn
     # (on a CPU without native kernels the "native" branch scores in emulated bfloat16)
-    monkeypatch.setattr(base, "bf16_native", lambda device: native)
+    monkeypatch.setattr(_device, "bf16_native", lambda device: native)
     X = digits[0][:60]
     det = ESTIMATORS["AE"].tiny(precision="bfloat16")
     with warnings.catch_warnings(record=True) as caught:
@@ -119,15 +120,15 @@ def test_bf16_native_reads_the_cpu_flags(monkeypatch):
     # the detection itself, for each kind of CPU, whatever this one is
     for flags, expected in [({"avx2"}, False), ({"avx2", "avx512_bf16"}, True),
                             ({"amx_bf16", "amx_tile"}, True), (set(), False)]:
-        monkeypatch.setattr(base, "_cpu_flags", lambda: frozenset(flags))
-        assert base.bf16_native("cpu") is expected
+        monkeypatch.setattr(_device, "_cpu_flags", lambda: frozenset(flags))
+        assert _device.bf16_native("cpu") is expected
 
 
 @pytest.mark.parametrize("name", DEEP)
 def test_bfloat16_scoring_keeps_the_ranking(name, digits, clips):
     # bfloat16 forward passes (emulated where the CPU has no native kernels: the same
     # rounding, only slower); the terms are computed in float32 from float32 outputs
-    X = digits[0][:80] if "images" in ESTIMATORS[name].inputs else clips
+    X = samples(name, digits, clips, 80)
     det = ESTIMATORS[name].tiny().fit(X)
     exact, exact_terms = det.score_samples(X), det._streamed_components(X)
     det._emulate_bf16 = True
@@ -170,7 +171,7 @@ def _tensors_outside_the_net(obj, path="model", seen=None):
 def test_fitted_models_keep_tensors_only_in_the_skorch_net(name, digits, clips):
     # what comes back from a cluster worker is a pickle: device tensors live in net_ only,
     # which skorch pickles through CPU blobs (and maps to the CPU where CUDA is missing)
-    X = digits[0][:60] if "images" in ESTIMATORS[name].inputs else clips
+    X = samples(name, digits, clips, 60)
     det = ESTIMATORS[name].tiny().fit(X)
     outside = {k: v for k, v in vars(det).items() if k != "net_"}
     assert _tensors_outside_the_net(outside) == []

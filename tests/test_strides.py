@@ -7,7 +7,8 @@ counts as channels-last, which sent oneDNN's 1x1 stride-2 convolutions into heap
 run in one child process (``tests/_subprocess.py``), one after the other, so that such a crash
 fails the tests of the family that crashed and of those after it, instead of killing pytest.
 (One child, not one per family: each interpreter spends ~5 s importing torch and
-scikit-learn, a minute of the suite over 12 families.)
+scikit-learn, a minute of the suite over 12 families.) The child runs the families of the
+test cases this session selected, no others: ``-k lsa`` fits LSA's alone.
 """
 
 import json
@@ -53,18 +54,29 @@ for family, name, clips, kwargs in {families!r}:
     print(json.dumps({{"family": family, "result": result}}), flush=True)
 """
 
-# every deep estimator on each of images and clips that it takes (ITAE: fewer epochs, its fits
-# are the slowest)
+def _one_epoch_each(entry):
+    """Clips fit slowest: one epoch of each training stage (ITAE's flows too)."""
+    return {k: 1 for k in ("epochs", "flow_epochs") if k in entry.tiny().get_params()}
+
+
+# every deep estimator on each of images and clips that it takes (clip-only estimators: one
+# epoch per stage, their fits are the slowest)
 FAMILIES = [(f"{name}-{kind}", name, kind == "clips",
-             {"epochs": 1, "flow_epochs": 1} if name == "ITAE" else {})
+             _one_epoch_each(entry) if "images" not in entry.inputs else {})
             for name, entry in ESTIMATORS.items() if entry.deep
             for kind in ("images", "clips") if kind in entry.inputs]
 
 
 @pytest.fixture(scope="module")
-def odd_stride_runs():
-    """``{family: result}`` of the families the child finished, and its failure (or None)."""
-    out, failure = run_python(CHILD.format(families=FAMILIES), timeout=600, check=False)
+def odd_stride_runs(request):
+    """``{family: result}`` of the families the child finished, and its failure (or None).
+
+    Only the families of the test cases selected in this session (``-k``, node ids) run."""
+    selected = {item.callspec.params["family"] for item in request.session.items
+                if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
+                and "family" in item.callspec.params}
+    families = [f for f in FAMILIES if f[0] in selected]
+    out, failure = run_python(CHILD.format(families=families), timeout=600, check=False)
     results = {}
     for line in out.splitlines():
         if line.startswith('{"family"'):

@@ -17,11 +17,6 @@ from sknovelty.registry import ESTIMATORS
 from .conftest import tiny_ae, tiny_lsa
 
 WHITENED = tuple(name for name, entry in ESTIMATORS.items() if entry.cls._file_kind == "whitened")
-#: the methods whose novelty score is one term with a per-value map that sums to it
-SINGLE_TERM_MAPS = ("AE", "OLED", "CAE", "MMP", "LTG")
-#: the classes that have anomaly maps; the others (a flow's likelihood, the whitened
-#: baselines) have no per-value form of their score
-WITH_MAPS = ("LSA", "AE", "OLED", "CAE", "MMP", "LTG", "ITAE")
 
 
 @pytest.fixture
@@ -40,7 +35,7 @@ def test_reference_scores_are_the_held_out_rows_scores(fitted):
     name, det, X_train, _ = fitted
     ref = det.reference_scores_
     assert np.all(np.diff(ref) >= 0)
-    if name in WHITENED:  # fitted on every row: the reference is in-sample
+    if "validation_fraction" not in det.get_params():  # the reference is in-sample
         assert not det.reference_held_out_ and len(ref) == len(X_train)
     else:
         assert det.reference_held_out_
@@ -208,23 +203,38 @@ def test_models_without_reference_scores_ask_for_calibration(digits, tmp_path):
 
 
 # ---------------------------------------------------------------- anomaly maps
+def _mapped_terms(det, X):
+    """The novelty terms of a deep detector that its criterion maps per value."""
+    criterion = det.net_.criterion_
+    maps = det._map_chunks(det._validate_X(X, reset=False),
+                           lambda xb: criterion.per_pixel(det._forward(xb), xb))
+    return set(maps)
+
+
 def test_maps_exist_exactly_for_the_methods_with_a_spatial_score(fitted):
+    """Maps exist fitted as before fit (``Entry.maps`` asks the unfitted tiny estimator); a
+    deep detector has them exactly when its criterion has per-value errors (``per_pixel``):
+    a flow's likelihood, MMP-AMS's aspects and the baselines without a network have no
+    per-value form of their score."""
     name, det, _, _ = fitted
-    assert hasattr(det, "score_maps") == (name in WITH_MAPS)
-    assert hasattr(type(det)(), "score_maps") == (name in WITH_MAPS)  # before fit too
+    assert hasattr(det, "score_maps") == ESTIMATORS[name].maps
+    if ESTIMATORS[name].deep:
+        assert ESTIMATORS[name].maps == hasattr(det.net_.criterion_, "per_pixel")
 
 
 def test_maps_have_the_input_shape_and_sum_to_the_score(fitted):
     name, det, _, X_test = fitted
-    if name not in WITH_MAPS:
+    if not ESTIMATORS[name].maps:
         pytest.skip("no maps")
     maps = det.score_maps(X_test)
-    assert maps.shape == X_test.shape and maps.dtype == np.float32
-    assert np.isfinite(maps).all() and maps.min() >= 0
+    assert maps.shape == X_test.shape and np.isfinite(maps).all()
     total = maps.reshape(len(maps), -1).astype(np.float64).sum(1)
     s = det.score_samples(X_test)
-    if name in SINGLE_TERM_MAPS:
-        # a map sums to the normalised novelty term up to the normalisation's constant shift:
+    if ESTIMATORS[name].deep:  # per-value errors of the criterion, in float32
+        assert maps.dtype == np.float32 and maps.min() >= 0
+    if ESTIMATORS[name].deep and _mapped_terms(det, X_test) == set(det._novelty_terms):
+        # every novelty term mapped (not LSA's LLK, not ITAE's NLL): a map sums to the
+        # normalised novelty score up to the normalisation's constant shift, so
         # -score_samples - total is the same for every sample (float32 sums: 1e-4 relative)
         shift = -s - total
         np.testing.assert_allclose(shift, shift[0], atol=1e-4 * np.abs(total).max() + 1e-6)

@@ -174,6 +174,6 @@ def reconstruction_error(x_rec, x):
 
 
 def check_autoencoder_parameters(est):
-    """Validate the autoencoder widths shared by LSA and the plain autoencoder baseline."""
-    check_positive_ints("(latent_dim, hidden_dim)", (est.latent_dim, est.hidden_dim))
+    """Validate the convolutional widths shared by LSA and the plain autoencoder baseline
+    (their ``_parameter_constraints`` bound ``latent_dim`` and ``hidden_dim``)."""
     check_positive_ints("conv_channels", est.conv_channels)

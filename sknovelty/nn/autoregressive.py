@@ -53,8 +53,7 @@ class MaskedFullyConnected(nn.Module):
     groups before it (an unmasked block, ``off[k - 1]``; group 0 has none) plus one of the
     inputs of group ``k`` (the diagonal block ``diag[k]``, masked). The blocks above the
     diagonal, zero under the mask, are neither stored nor multiplied: about half of the
-    parameters, of the products and of the optimiser's work at the paper's size (issue 18: the
-    estimator dominated LSA's fit time). A mask that is not block lower-triangular (a test's
+    parameters, of the products and of the optimiser's work at the paper's size. A mask that is not block lower-triangular (a test's
     control) is kept as one block.
 
     Whenever autograd records, a diagonal block is multiplied by its mask in the forward pass,
@@ -171,7 +170,7 @@ class DiscretizedLogisticMixture(nn.Module):
     """A CPD over B bins of ``[0, 1]`` from a mixture of K logistics: ``(..., 3K) -> (..., B)``.
 
     The output head of PixelCNN++ (Salimans et al., ICLR 2017, sec. 2.1, eq. 2), a departure
-    from LSA's B free logits per CPD (issue 18). Component j has weight ``pi_j``, mean
+    from LSA's B free logits per CPD. Component j has weight ``pi_j``, mean
     ``mu_j`` and scale ``s_j``; bin k (edges ``k / B`` and ``(k + 1) / B``) holds
     ``sum_j pi_j [sigma(((k+1)/B - mu_j) / s_j) - sigma((k/B - mu_j) / s_j)]``, with the outer
     edges at -inf and +inf, so the B masses sum to 1. Neighbouring bins share the 3K

@@ -20,8 +20,8 @@ def channels_last(x):
     Single-channel inputs keep (or get) plain NCHW strides instead: a tensor of one channel
     whose strides also read as channels-last (``x.to(memory_format=torch.channels_last)``,
     or ``torch.from_numpy(frames[:, None])``) sends oneDNN's multithreaded 1x1 convolution
-    backward pass into a hang or a heap corruption on x86 CPUs (torch 2.13,
-    ``benchmarks/upstream_onednn_c1_conv.py``).
+    backward pass into a hang or a heap corruption on x86 CPUs (see the user guide, "A CPU
+    defect the library works around"; ``benchmarks/upstream_onednn_c1_conv.py`` reproduces it).
     """
     if x.shape[1] > 1:
         return x.contiguous(memory_format=torch.channels_last)
