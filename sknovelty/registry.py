@@ -35,6 +35,7 @@ from .mmp_ams import MultiAspectDetector
 from .neighbors import NearestNeighborDetector
 from .oled import AdversarialMaskingDetector, ContextAutoencoderDetector
 from .patches import PatchwiseDetector
+from .svdd import DeepSVDDDetector
 
 __all__ = ["ESTIMATORS", "Entry", "GROUPS", "RANK_INPUTS"]
 
@@ -122,6 +123,8 @@ ESTIMATORS = {
                        batch_size=4, **_CPU)),
     "OC-SVM": Entry(WhitenedOneClassSVM, {"n_components": 4}, "baseline"),
     "KDE": Entry(WhitenedKDE, {"n_components": 4}, "baseline"),
+    "DeepSVDD": Entry(DeepSVDDDetector, dict(latent_dim=4, channels=(4, 2), hidden_dims=(8,),
+                                             epochs=2, batch_size=16, **_CPU), "baseline"),
     "kNN": Entry(NearestNeighborDetector, {"random_state": 0}, "baseline"),
     "Patchwise": Entry(PatchwiseDetector,
                        {"estimator": WhitenedKDE(n_components=1), "patch_size": 1,
