@@ -62,6 +62,17 @@ PAGES_META = {
         "Digits, textures, photographs, faces and three tables that ship offline; AUROC over "
         "3 seeds, mean ranks, fit seconds, scoring rates and the warnings raised.",
         "python benchmarks/robustness.py", ("robustness.png",)),
+    "embedding": (
+        GROUPS[1], "Pretrained features in front of a detector",
+        "EfficientNet-Lite0's ImageNet features (PretrainedEmbedding) followed by kNN, KDE or "
+        "OC-SVM on the suite's image sets, 3 seeds, at two input sizes, beside the best "
+        "pixel-space detector; the extraction rate per input size.",
+        "python benchmarks/embedding.py", ()),
+    "embedding_complexity": (
+        GROUPS[1], "Pretrained features and input complexity (the photos set)",
+        "Whether adding the inputs' code length to the embedding kNN score rescues the set "
+        "where novel images are simpler than normal ones, and what it costs elsewhere.",
+        "python benchmarks/embedding_complexity.py", ()),
     "complexity_check": (
         GROUPS[1], "Input complexity: why simpler novel inputs look normal",
         "A method's novelty score against the zlib code length of its inputs, and what a "

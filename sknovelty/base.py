@@ -52,7 +52,10 @@ Optional (class attributes)
 
 Optional (hooks)
     ``_check_hyperparameters()``
-        Checks ``_parameter_constraints`` cannot express. Example: ``n_bins >= 2``.
+        Checks ``_parameter_constraints`` cannot express (ranges and options go there).
+        Examples: a non-empty tuple of positive ints (``check_positive_ints("channels",
+        self.channels)``); a rule across parameters (MMP-AMS: ``aspect_weights`` names only
+        entries of ``aspects``).
     ``_net_kwargs()``
         Keyword arguments of the engine net. Example: ``{"optimizer__betas": (0.5, 0.9)}``.
     ``_method_callbacks()``
@@ -70,9 +73,14 @@ Optional (hooks)
         and the reference scores) from the raw terms, a dict of float64 arrays: normalise
         each with ``self._normalized(name, values)``. Default: minus the sum of the
         normalised ``_novelty_terms``. Example (ITAE): minus ``rec + lambda_l * nll``, normalised.
+    ``_restore(fitted, module_state, criterion_state, history)``
+        Rebuilds the model in ``load``; override to turn the JSON values of fitted
+        attributes added to ``_fitted_attributes`` back into arrays, then call ``super()``
+        (MMP: ``participation_``).
 
-Detectors register themselves by class name when defined (``__init_subclass__``), so that
-``sknovelty.load`` finds them without importing anything named in a file.
+Detectors defined in a module of the package register themselves by class name
+(``__init_subclass__``), so that ``sknovelty.load`` finds them without importing anything
+named in a file; ``save`` refuses a subclass defined elsewhere.
 """
 
 import copy

@@ -125,7 +125,8 @@ MAX_SAMPLE_VALUES = 2**24
 #: ``UNBOUNDED_PARAMS`` and the batch sizes), and the width multiplier ``width``.
 MAX_WIDTH, MAX_WIDTH_FACTOR = 4096, 64.0
 #: Integer parameters that size nothing a load or a score allocates (``n_jobs`` and the batch
-#: sizes have limits of their own; ``n_neighbors`` must not exceed the rows in the file).
+#: sizes have limits of their own; ``n_neighbors`` must not exceed the rows in the file). A
+#: class adds its own in ``_unbounded_params`` (Deep SVDD: ``("lr_milestones",)``, epochs).
 UNBOUNDED_PARAMS = frozenset({"epochs", "flow_epochs", "warmup_epochs", "mask_update_period",
                               "random_state", "verbose", "n_components", "n_jobs", "batch_size",
                               "score_batch_size", "n_neighbors"})
@@ -615,7 +616,10 @@ def _check_batches(model, shape, fitted_batch=None):
 
 def check_param_limits(model):
     """Hyperparameters within the limits of a model file: ``n_jobs``, the integer sizes
-    (``MAX_WIDTH``) and the width multiplier (``MAX_WIDTH_FACTOR``); ``ValueError`` if not."""
+    (``MAX_WIDTH``) and the width multiplier (``MAX_WIDTH_FACTOR``); ``ValueError`` if not.
+    Integer parameters of ``UNBOUNDED_PARAMS`` and of the class's ``_unbounded_params`` are not
+    sizes."""
+    unbounded = UNBOUNDED_PARAMS | frozenset(getattr(type(model), "_unbounded_params", ()))
     for name, value in model.get_params(deep=False).items():
         if name == "n_jobs":
             if value is not None and abs(value) > MAX_THREADS:
@@ -625,7 +629,7 @@ def check_param_limits(model):
             if not value <= MAX_WIDTH_FACTOR:
                 raise ValueError(f"width={value} is above the limit of {MAX_WIDTH_FACTOR} "
                                  "(sknovelty.io.MAX_WIDTH_FACTOR)")
-        elif name not in UNBOUNDED_PARAMS:
+        elif name not in unbounded:
             ints = [v for v in (value if isinstance(value, (list, tuple)) else [value])
                     if _is_int(v)]
             if any(abs(v) > MAX_WIDTH for v in ints):

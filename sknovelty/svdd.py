@@ -168,6 +168,8 @@ class DeepSVDDDetector(BaseDeepDetector):
 
     _sample_ranks = (1, 3)
     _novelty_terms = ("dist",)
+    #: epoch numbers, not sizes: a model file may hold any (``sknovelty.io.check_param_limits``)
+    _unbounded_params = ("lr_milestones",)
 
     def __init__(self, latent_dim=32, channels=(8, 4), hidden_dims=(128, 64), weight_decay=5e-7,
                  lr_milestones=(50,), *, epochs=150, batch_size="auto", learning_rate=1e-4,

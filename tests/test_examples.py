@@ -3,10 +3,13 @@ script and must draw at least one matplotlib figure.
 
 These tests run by default with the rest of the suite (about a minute in all on 2 CPU cores:
 every example trains small models). Deselect them with ``-k "not test_example"`` or
-``--deselect tests/test_examples.py``. Each example runs in a fresh temporary directory, on
+``--deselect tests/test_examples.py``. An example that needs an optional package names its module in a
+line ``# requires: <module>`` and is skipped where it is missing. Each example runs in a fresh
+temporary directory, on
 matplotlib's non-interactive Agg backend; the figures it leaves open are closed afterwards.
 """
 
+import re
 import runpy
 from pathlib import Path
 
@@ -18,6 +21,9 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("plot_
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example(path, tmp_path, monkeypatch):
     matplotlib = pytest.importorskip("matplotlib")
+    # an example that needs an optional package says so in a line "# requires: <module>"
+    for module in re.findall(r"^# requires: (\S+)$", path.read_text(), flags=re.M):
+        pytest.importorskip(module)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

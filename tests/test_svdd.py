@@ -93,3 +93,17 @@ def test_deep_svdd_separates_a_held_out_digit_better_than_its_untrained_network(
                     .fit(X_train).score_samples(X_test))
     assert trained > 0.9, trained
     assert trained - control >= 0.03, (trained, control)
+
+
+def test_a_model_file_takes_any_epoch_milestone(tmp_path):
+    # lr_milestones are epoch numbers, not sizes: the model file's size limit must not refuse
+    # them (the class lists them in _unbounded_params)
+    from sknovelty import load, save
+
+    X = np.random.RandomState(0).rand(40, 6).astype(np.float32)
+    det = DeepSVDDDetector(latent_dim=4, hidden_dims=(8,), epochs=2, lr_milestones=(5000,),
+                           random_state=0, device="cpu").fit(X)
+    save(det, tmp_path / "svdd.safetensors")
+    again = load(tmp_path / "svdd.safetensors")
+    assert again.get_params()["lr_milestones"] == (5000,)
+    np.testing.assert_array_equal(again.score_samples(X), det.score_samples(X))
