@@ -92,6 +92,23 @@ class IsolationForestPeer:
 PEERS = {"PyOD AE": PyODAutoEncoder, "IForest": IsolationForestPeer}
 
 
+def embedding_knn(random_state=None, device="auto"):
+    """EfficientNet-Lite0 features (``PretrainedEmbedding`` at its defaults) and DN2's kNN."""
+    from sklearn.pipeline import make_pipeline
+
+    from sknovelty import NearestNeighborDetector, PretrainedEmbedding
+
+    return make_pipeline(PretrainedEmbedding(device=device),
+                         NearestNeighborDetector(random_state=random_state))
+
+
+#: pipelines of the library for images, built from (random_state, device); they need the
+#: ``pretrained`` extra
+PIPELINES = {"Embedding kNN": embedding_knn}
+#: every name ``make_estimator`` builds without the registry
+BUILDERS = {**PEERS, **PIPELINES}
+
+
 def estimator_names(deep=None, inputs=None, variants=False):
     """Registry names (and variants) in the registry's order, optionally only the deep ones /
     those taking ``inputs`` (a kind of sample, or a tuple of kinds: any of them).
@@ -114,8 +131,8 @@ def make_estimator(name, *, random_state=None, device="auto", epochs=None, **par
     estimators get ``random_state`` when they take one (kNN: its held-out split); OC-SVM and
     KDE are deterministic and take only ``params``.
     """
-    if name in PEERS:
-        return PEERS[name](random_state=random_state, device=device)
+    if name in BUILDERS:
+        return BUILDERS[name](random_state=random_state, device=device)
     base, variant = VARIANTS.get(name, (name, {}))
     entry = ESTIMATORS[base]
     settings = {}

@@ -31,8 +31,8 @@ import warnings
 
 import numpy as np
 import torch
-from _common import (append_jsonl, make_estimator, make_parser, provenance, provenance_lines,
-                     read_jsonl, save_result)
+from _common import (append_jsonl, estimator_names, make_estimator, make_parser, provenance,
+                     provenance_lines, read_jsonl, save_result)
 
 from sknovelty._device import bf16_native
 from sknovelty.datasets import SUITE, load_mnist_5k, load_suite_task
@@ -41,12 +41,11 @@ from sknovelty.metrics import auroc
 from sknovelty.registry import ESTIMATORS
 
 STEM = "embedding"
-IMAGE_SETS = [name for name in SUITE
-              if load_suite_task(name, random_state=0).X_train.ndim == 4]
+IMAGE_SETS = [name for name, (kind, _) in SUITE.items() if kind == "images"]
 SIZES = (96, 128, 160, 192, 224)
 
 
-def extraction_rates(sizes, n_images, repeats, device):
+def extraction_rates(sizes, n_images, repeats, device, info):
     """Images per second of ``transform`` at each size, float32 and bfloat16."""
     X, _ = load_mnist_5k()
     X = X[:n_images]
@@ -60,7 +59,8 @@ def extraction_rates(sizes, n_images, repeats, device):
             emb.transform(X[:64])   # warm-up: oneDNN picks its kernels on the first batch
             best = min(_seconds(emb, X) for _ in range(repeats))
             rows.append(dict(size=size, precision=emb.precision_, requested=precision,
-                             rate=n_images / best, threads=torch.get_num_threads()))
+                             rate=n_images / best, threads=torch.get_num_threads(),
+                             provenance=info))
             print(rows[-1], flush=True)
     return rows
 
@@ -71,7 +71,7 @@ def _seconds(emb, X):
     return time.perf_counter() - start
 
 
-def auroc_rows(sizes, seeds, detectors, device, done):
+def auroc_rows(sizes, seeds, detectors, device, done, info):
     for seed in seeds:
         for name in IMAGE_SETS:
             task = load_suite_task(name, random_state=seed)
@@ -94,7 +94,7 @@ def auroc_rows(sizes, seeds, detectors, device, done):
                         scores = model.score_samples(Z_test)
                     rows.append(dict(set=name, seed=seed, size=size, detector=det,
                                      auroc=auroc(task.y_test, scores), fit_s=fit_s,
-                                     extract_s=extract_s))
+                                     extract_s=extract_s, provenance=info))
                     print(rows[-1], flush=True)
                 yield rows
 
@@ -122,8 +122,15 @@ def report(out, info):
     speed = [r for r in rows if "rate" in r]
     scored = [r for r in rows if "auroc" in r]
     best = _best_pixel(out)
+    runs = {}
+    for r in rows:
+        prov = r.get("provenance", {})
+        runs.setdefault(prov.get("command", "unrecorded"), prov)
     lines = ["# Pretrained features (EfficientNet-Lite0) + a vector detector on the suite's images",
-             "", *provenance_lines(info), "",
+             "", "Runs whose rows are in this file:", "",
+             *(f"- `{cmd}` ({prov.get('date', '?')}; {prov.get('machine', '?')})"
+               for cmd, prov in runs.items()),
+             "", "This report:", "", *provenance_lines(info), "",
              "AUROC, mean ± std over the seeds, of `PretrainedEmbedding(input_size=size)` followed "
              "by the detector at its defaults; beside it the best pixel-space score (any method, variant or peer, and the flow's two scores apart) of "
              "[robustness.md](robustness.md) (mean over its seeds). "
@@ -168,8 +175,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
                         help="input sizes (default: %(default)s)")
     parser.add_argument("--detectors", nargs="+", default=["kNN", "KDE", "OC-SVM"],
-                        choices=[n for n, e in ESTIMATORS.items()
-                                 if "vectors" in e.inputs and not e.meta],
+                        choices=estimator_names(inputs="vectors"),
                         help="vector detectors on the embeddings (default: %(default)s)")
     parser.add_argument("--speed", action="store_true", help="measure extraction rates only")
     parser.add_argument("--speed-images", type=int, default=512,
@@ -185,11 +191,11 @@ def main():
         with open(path, "w") as f:   # a new speed run replaces the old rates
             f.write("".join(json.dumps(r) + "\n" for r in old))
         append_jsonl(path, extraction_rates(args.sizes, args.speed_images, args.repeats,
-                                            args.device))
+                                            args.device, info))
     elif not args.report:
         done = {(r["set"], r["seed"], r["size"], r["detector"])
                 for r in (read_jsonl(path) if os.path.exists(path) else []) if "auroc" in r}
-        for rows in auroc_rows(args.sizes, args.seeds, args.detectors, args.device, done):
+        for rows in auroc_rows(args.sizes, args.seeds, args.detectors, args.device, done, info):
             append_jsonl(path, rows)
     report(args.out, info)
 

@@ -27,24 +27,20 @@ import os
 import warnings
 
 import numpy as np
-from _common import make_parser, provenance, provenance_lines, save_result
+from _common import embedding_knn, make_parser, provenance, provenance_lines, save_result
+from embedding import IMAGE_SETS as SETS
 
-from sknovelty import NearestNeighborDetector
 from sknovelty.datasets import load_suite_task
-from sknovelty.features import PretrainedEmbedding
 from sknovelty.metrics import auroc, code_length
 
-SETS = ("mnist-0", "digits-3", "textures", "photos", "faces")
 SCORES = ("kNN", "code length", "-code length", "kNN - |z_L|", "kNN + z_L", "kNN - max(0, -z_L)")
 
 
 def scores_of(task, seed, device):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        emb = PretrainedEmbedding(device=device).fit(task.X_train)
-        Z_train, Z_test = emb.transform(task.X_train), emb.transform(task.X_test)
-        knn = NearestNeighborDetector(random_state=seed).fit(Z_train)
-        s, s_ref = knn.score_samples(Z_test), knn.reference_scores_   # held-out normal rows
+        pipe = embedding_knn(random_state=seed, device=device).fit(task.X_train)
+        s, s_ref = pipe.score_samples(task.X_test), pipe[-1].reference_scores_   # held out
     L, L_train = code_length(task.X_test), code_length(task.X_train)
     z_s = (s - s_ref.mean()) / s_ref.std()
     z_L = (L - L_train.mean()) / L_train.std()

@@ -40,7 +40,7 @@ from sknovelty.oled import MaskDrift
 from sknovelty.datasets import load_mnist_5k, one_class_split
 from sknovelty.metrics import auroc
 
-from _common import (PEERS, RESULTS, VARIANTS, Stopwatch, estimator_names,  # noqa: E402
+from _common import (PEERS, PIPELINES, RESULTS, VARIANTS, Stopwatch, estimator_names,  # noqa: E402
                      make_estimator, make_parser, provenance)
 
 #: where a run writes unless ``--out`` says otherwise: a new folder per run (git ignores runs/)
@@ -58,9 +58,11 @@ def with_variants(names):
 
 
 #: names of ``_common.make_estimator`` this benchmark runs, in table order: the defaults,
-#: then every other registry estimator that takes images and the peers, each with its variants
+#: then every other registry estimator that takes images, the peers and the pipelines, each
+#: with its variants
 ALL_METHODS = with_variants([*DEFAULT_METHODS, *(m for m in [*estimator_names(inputs="images"),
-                                                            *PEERS] if m not in DEFAULT_METHODS)])
+                                                            *PEERS, *PIPELINES]
+                                                           if m not in DEFAULT_METHODS)])
 LTG_VARIANTS = with_variants(["LTG"])
 MMP_VARIANTS = with_variants(["MMP"])
 #: OLED's table 4: learned masks (and their sigmoid surrogate) against random masks (CAE)

@@ -265,12 +265,14 @@ class BaseDeepDetector(ThresholdMixin, ScoringMixin, ComplexityProbeMixin, Sampl
     def _prepare_training(self, module, X_train):
         """Set up, from the training data, what training needs; called once per ``fit``.
 
-        ``module`` is the freshly built module, still on the CPU (skorch moves it to the
-        device afterwards); ``X_train`` holds the training rows (not the held-out ones) as a
-        float32 tensor, on the fit's device when they fit there, else on the CPU. It runs in
-        the seeded block that builds the module, so any draw it makes is seeded. For what
-        depends on the training data, e.g. Deep SVDD's centre fixed from an initial forward
-        pass; the hook may move ``module`` to ``X_train.device``. Default: nothing.
+        ``module`` is the freshly built module, still on the CPU (skorch moves it to
+        ``device_`` when training starts); ``X_train`` holds the training rows (not the
+        held-out ones) as a float32 tensor, on ``device_`` when they fit there, else on the
+        CPU. It runs just before training, as training does: draws through
+        :mod:`sknovelty.nn.random` come from the fit's seeded generators, and cuDNN is exact
+        (no TF32). For what depends on the training data, e.g. Deep SVDD's centre fixed from
+        an initial forward pass: move ``module`` to ``device_`` and the rows to it batch by
+        batch. Default: nothing.
         """
 
     def _normalize_on_training_rows(self):
@@ -364,7 +366,6 @@ class BaseDeepDetector(ThresholdMixin, ScoringMixin, ComplexityProbeMixin, Sampl
         X_val = torch.from_numpy(c_ordered(X[order[:n_val]])).to(to_dev) if n_val else None
         with seeded_build(seed, self.device_) as continuing:
             module = self._build_module(self.sample_shape_, self.input_range_)
-            self._prepare_training(module, X_train)
             self.net_ = self._make_net(
                 module,
                 train_split=predefined_split(TensorData(X_val)) if n_val else None,
@@ -372,6 +373,7 @@ class BaseDeepDetector(ThresholdMixin, ScoringMixin, ComplexityProbeMixin, Sampl
             )
             generators = continuing()
         with fit_generators(generators), exact_cudnn():
+            self._prepare_training(module, X_train)
             self.net_.fit(TensorData(X_train))
         self.net_.train_split = None  # do not keep (or pickle) the held-out rows
         self.net_.module_.eval()

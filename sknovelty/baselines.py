@@ -233,7 +233,7 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
         return self
 
     def _block_rows(self):
-        """Rows per scoring block: ``STREAM_ROWS`` (``sknovelty.base``), fewer for samples of
+        """Rows per scoring block: ``STREAM_ROWS`` (``sknovelty._scoring``), fewer for samples of
         more than 256 values, so that a block holds at most ``256 * STREAM_ROWS`` values (4 M:
         32 MB as float64), but at least 4 rows (blocks of equal size then hold 2 or more:
         numpy multiplies a single row by another routine, whose floats can differ)."""

@@ -81,7 +81,9 @@ class DeepSVDDModule(nn.Module):
 
     @torch.no_grad()
     def fix_center(self, X, batch_size, eps=0.1):
-        """c = the mean of phi over ``X``, each coordinate at least ``eps`` away from zero.
+        """c = the mean of phi over ``X``, each coordinate at least ``eps`` away from zero
+        (a coordinate of exactly zero becomes ``+eps``). ``X`` is moved to c's device batch
+        by batch.
 
         The pass runs in training mode, so batch normalisation uses the statistics of each
         batch of ``batch_size`` rows as it will in training; the running statistics it
@@ -91,7 +93,7 @@ class DeepSVDDModule(nn.Module):
         self.train()
         total = torch.zeros_like(self.center, dtype=torch.float64)
         for start, stop in batch_bounds(len(X), batch_size):  # no one-row batch, as in training
-            total += self.phi(X[start:stop]).sum(0, dtype=torch.float64)
+            total += self.phi(X[start:stop].to(self.center.device)).sum(0, dtype=torch.float64)
         c = (total / len(X)).float()
         near_zero = c.abs() < eps
         c[near_zero] = torch.where(c[near_zero] < 0, -eps, eps)
@@ -122,8 +124,12 @@ class DeepSVDDDetector(BaseDeepDetector):
 
     Departures from the paper: the paper initialises phi from a pretrained autoencoder; here
     phi starts from PyTorch's default initialisation (the paper's objective and centre rule
-    are unchanged). The centre's coordinates are kept at least 0.1 away from zero, as in the
-    authors' code. Vectors go through a bias-free MLP (the paper has images only).
+    are unchanged). Without pretraining, the initial pass that fixes c runs in training mode
+    (batch normalisation with each batch's statistics, as training then sees phi; the
+    authors' code runs it in evaluation mode, after pretraining), and the running statistics
+    it gathers are reset. The centre's coordinates are kept at least 0.1 away from zero, as
+    the authors' original code does (there a coordinate of exactly zero stays zero; here it
+    becomes 0.1). Vectors go through a bias-free MLP (the paper has images only).
 
     Parameters
     ----------
@@ -218,7 +224,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         return SVDDLoss()
 
     def _prepare_training(self, module, X_train):
-        module.to(X_train.device).fix_center(X_train, self.batch_size_)
+        module.to(self.device_).fix_center(X_train, self.batch_size_)
 
     def _net_kwargs(self):
         return {"optimizer__weight_decay": self.weight_decay}

@@ -512,14 +512,15 @@ def test_prepare_training_sees_the_training_rows_once_per_fit(blobs):
 
     class Spy(AutoencoderDetector):
         def _prepare_training(self, module, X_train):
-            calls.append((module, X_train.clone()))
+            devices = {p.device.type for p in module.parameters()}
+            calls.append((module, X_train.clone(), devices, X_train.device.type))
 
     det = Spy(**ESTIMATORS["AE"].tiny_params, validation_fraction=0.25).fit(blobs)
     assert len(calls) == 1
-    module, X_train = calls[0]
+    module, X_train, devices, rows_device = calls[0]
     assert isinstance(module, torch.nn.Module) and module is det.net_.module_
-    assert all(p.device.type == "cpu" for p in module.parameters())
-    assert X_train.dtype == torch.float32 and X_train.device.type == "cpu"
+    assert devices == {"cpu"} and rows_device == "cpu"   # at the time of the call
+    assert X_train.dtype == torch.float32
     training = np.delete(blobs, _held_out_rows(det, len(blobs)), axis=0)
     assert sorted(map(tuple, X_train.numpy().tolist())) == sorted(map(tuple, training.tolist()))
     det.fit(blobs)
