@@ -35,11 +35,12 @@ def write_registry_lists(app):
     ``include``)."""
     from sphinx.ext.autosummary.generate import generate_autosummary_docs
 
-    for name, text in registry_lists().items():
+    lists = registry_lists()
+    for name, text in lists.items():
         path = Path(app.srcdir) / name
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-    generate_autosummary_docs(list(registry_lists()), suffix=".rst", base_path=app.srcdir,
+    generate_autosummary_docs(list(lists), suffix=".rst", base_path=app.srcdir,
                               app=app, imported_members=app.config.autosummary_imported_members,
                               overwrite=app.config.autosummary_generate_overwrite,
                               encoding=app.config.source_encoding)

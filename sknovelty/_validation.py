@@ -17,10 +17,15 @@ from ._device import c_ordered
 from .engine import TrainingDivergedError
 from .exceptions import InputRangeWarning, InputScaleWarning
 
-__all__ = ["SampleValidationMixin", "check_score_spread", "normal_rows", "pixel_scale",
+__all__ = ["ANY_RANK", "RANK_INPUTS", "SampleValidationMixin", "check_score_spread", "normal_rows", "pixel_scale",
            "unchanged_on_failure", "validate_samples", "warn_on_tiny_scale"]
 
+#: the kind of sample of each rank (axes of one sample): the words of the registry's ``inputs``
+RANK_INPUTS = {1: "vectors", 3: "images", 4: "clips"}
+#: the same ranks as error messages name them
 _RANK_NAMES = {1: "vectors (n, d)", 3: "images (n, C, H, W)", 4: "video clips (n, C, T, H, W)"}
+#: ``_sample_ranks`` of an estimator that flattens samples of any rank
+ANY_RANK = range(1, 65)
 
 
 def unchanged_on_failure(fit):

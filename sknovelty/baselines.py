@@ -26,7 +26,8 @@ from torch import nn
 
 from . import io
 from ._scoring import STREAM_ROWS, score_in_row_blocks
-from ._validation import check_score_spread, normal_rows, pixel_scale, unchanged_on_failure
+from ._validation import (ANY_RANK, check_score_spread, normal_rows, pixel_scale,
+                          unchanged_on_failure)
 from .base import BaseDeepDetector
 from .nn import build_autoencoder, check_autoencoder_parameters, reconstruction_error
 from .nn import random
@@ -161,7 +162,7 @@ class _WhitenedDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, BaseEst
     _file_kind = "whitened"
 
     #: samples of any rank are flattened (vectors, images, clips and others)
-    _sample_ranks = range(1, 65)
+    _sample_ranks = ANY_RANK
 
     _parameter_constraints: dict = {
         "n_components": [None, Interval(numbers.Integral, 1, None, closed="left"),

@@ -31,7 +31,8 @@ from threadpoolctl import threadpool_limits
 from . import io
 from ._device import resolve_n_jobs
 from ._scoring import STREAM_ROWS, score_in_row_blocks
-from ._validation import check_score_spread, normal_rows, unchanged_on_failure, validate_samples
+from ._validation import (ANY_RANK, check_score_spread, normal_rows, unchanged_on_failure,
+                          validate_samples)
 from .thresholds import ThresholdMixin
 
 __all__ = ["NearestNeighborDetector"]
@@ -204,7 +205,7 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
 
     #: samples of any rank are flattened (the ranks of vectors, images and clips, and others,
     #: such as grey images without a channel axis, as the whitened baselines take them)
-    _sample_ranks = range(1, 65)
+    _sample_ranks = ANY_RANK
 
     def __init__(self, n_neighbors=2, metric="euclidean", *, validation_fraction=0.1,
                  contamination=0.1, random_state=None, image_shape=None, n_jobs=None):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 
+from ._validation import RANK_INPUTS
 from .base import BaseDeepDetector
 from .baselines import AutoencoderDetector, WhitenedKDE, WhitenedOneClassSVM
 from .itae import FlowDensityDetector, TwoPathFlowDetector
@@ -39,8 +40,6 @@ from .svdd import DeepSVDDDetector
 
 __all__ = ["ESTIMATORS", "Entry", "GROUPS", "RANK_INPUTS"]
 
-#: the kind of sample of each rank (axes of one sample): the words of ``Entry.inputs``
-RANK_INPUTS = {1: "vectors", 3: "images", 4: "clips"}
 
 #: the groups of the API reference's lists of detectors, in its order (``docs/conf.py``)
 GROUPS = ("paper method", "baseline", "meta-estimator")
