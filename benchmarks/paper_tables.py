@@ -244,6 +244,21 @@ TABLES = {
 }
 
 
+#: what happened during the committed runs that the rows cannot show, per table
+RUN_NOTES = {
+    "lsa": ["The first run's fit seconds (class 0 at the defaults, 2026-12-06 05:14 UTC) are not "
+            "timings: the process shared the 2 cores with test runs and helpers for most of "
+            "its LSA fit and was paused (SIGSTOP) for about 32 minutes while the test suite "
+            "ran alone; its 4,338 s include that pause. At the library's defaults a "
+            "full-MNIST LSA class costs roughly 15x the 63-70 s of an MNIST-5k class on this "
+            "CPU."],
+}
+#: every table: rows whose machine says "torch threads 1"
+ONE_THREAD_NOTE = ("Rows whose runs say 'torch threads 1' ran with one torch thread while "
+                   "another one-thread benchmark used the machine's second core: their fit "
+                   "seconds are one-thread times under that load, not 2-core timings.")
+
+
 # --------------------------------------------------------------------------- running
 def configuration(args, data_sizes):
     """What makes two rows comparable: a row is skipped on resume only for the same one."""
@@ -442,6 +457,10 @@ def write_report(table, out):
         payload["configs"].append(dict(key=key, config=config, summary=summary))
     if not rows:
         lines += ["", "No rows yet."]
+    notes = RUN_NOTES.get(table.name, []) + [
+        ONE_THREAD_NOTE] * any("torch threads 1" in r["provenance"].get("machine", "") for r in rows)
+    if notes:
+        lines += ["", "Notes on the runs:", "", *[f"- {n}" for n in notes]]
     save_result(out, f"paper_{table.name}", lines, payload)
 
 

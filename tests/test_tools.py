@@ -206,3 +206,29 @@ def test_robustness_takes_timings_only_from_rows_it_reproduces(tmp_path):
     assert all("timing replaced" in r["superseded"] and r["fit_s"] != 20.0 for r in gone)
     # a second merge of the same rerun replaces nothing
     assert robustness.merge_timings(tmp_path, tmp_path / "new")[0] == []
+
+
+def test_video_motion_check_tells_motion_aware_from_blind_scorers():
+    """``benchmarks/video.py``'s motion check: forward clips against the same clips reversed
+    and at 3x speed. The video brightens by 1/8 per frame (exact in float32, so reversed
+    steps are exact negatives); a scorer of the mean brightening (normal: 1/8) tells both
+    from forward play (AUROC 1), a scorer of its size alone cannot tell backwards from
+    forwards (all ties: AUROC 0.5 exactly)."""
+    video = _benchmark_module("video")
+    frames = (np.arange(200, dtype=np.float32)[:, None, None] * 0.125
+              + np.zeros((1, 4, 4), np.float32))
+    labels = np.ones(200, int)
+    labels[100:110] = -1                      # an event: clips overlapping it are left out
+
+    def steps(clips):                         # mean brightening per frame of each clip
+        return np.diff(clips, axis=2).mean(axis=(1, 2, 3, 4))
+
+    aware = video.motion_check(lambda c: -np.abs(steps(c) - 0.125), [frames], [labels])
+    blind = video.motion_check(lambda c: -np.abs(np.abs(steps(c)) - 0.125), [frames], [labels])
+    assert aware["reversed"] == aware["skipped"] == 1.0
+    assert blind["reversed"] == 0.5 and blind["skipped"] == 1.0
+    # clips start where 3T normal frames follow (none reaches frames 100-109), every
+    # MOTION_STRIDE-th such start
+    starts = np.r_[0:100 - 3 * video.T + 1, 110:200 - 3 * video.T + 1]
+    assert aware["clips"] == len(starts[::video.MOTION_STRIDE])
+    assert video.motion_check(steps, [frames[:40]], [labels[:40]]) == {}   # too short

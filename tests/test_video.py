@@ -53,6 +53,22 @@ def test_clip_scores_to_frame_scores_by_hand():
     np.testing.assert_allclose(middle, [1, 1, 1, 4, 7, 7], rtol=1e-7)
 
 
+def test_per_frame_clip_scores_stay_on_their_frames():
+    starts = clip_starts(6, 3, 2)                        # [0, 2, 3], as above
+    per_frame = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0], [100.0, 200.0, 300.0]])
+    frame = clip_to_frame_scores(per_frame, starts, 3, 6)
+    # frame 2: clip 0's 3rd frame and clip 1's 1st; frame 3: clip 1's 2nd and clip 2's 1st;
+    # frame 4: clip 1's 3rd and clip 2's 2nd (exact float64 means, rtol a margin)
+    np.testing.assert_allclose(frame, [1, 2, 6.5, 60, 115, 300], rtol=1e-7)
+    # constant rows reduce to the per-clip mapping; an offset picks that frame of each clip
+    np.testing.assert_allclose(clip_to_frame_scores(np.repeat([[1.0], [4.0], [7.0]], 3, 1),
+                                                    starts, 3, 6), [1, 1, 2.5, 5.5, 5.5, 7])
+    np.testing.assert_allclose(clip_to_frame_scores(per_frame, starts, 3, 6, frame_offset=1),
+                               [2, 2, 2, 20, 200, 200])
+    with pytest.raises(ValueError, match="3 frames"):
+        clip_to_frame_scores(per_frame[:, :2], starts, 3, 6)
+
+
 def test_per_video_normalisation_and_frame_level_metrics():
     # video A scores live on a different scale than video B: per-video min-max fixes it
     scores = [np.array([10.0, 10.5, 11.0, 12.0]), np.array([0.0, 0.5, 1.0, 2.0])]

