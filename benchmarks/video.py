@@ -77,8 +77,8 @@ from sknovelty.metrics import auroc  # noqa: E402
 from sknovelty.patches import patch_starts  # noqa: E402
 from sknovelty.mmp_ams import (MultiAspectDetector, make_object_samples,  # noqa: E402
                                object_to_frame_scores)
-from sknovelty.video import (frame_eer, frames_to_clips, minmax_per_video,  # noqa: E402
-                             video_frame_scores)
+from sknovelty.video import (frame_eer, frame_map_scores, frames_to_clips,  # noqa: E402
+                             minmax_per_video, video_frame_scores)
 
 T = 16
 #: method -> (builder(seed, epochs override), epochs used here, input kind)
@@ -274,8 +274,7 @@ def fit_and_score(method, seed, epochs, data):
         if getattr(det, "_score_maps", False) and method not in ("LTG", "ITAE"):
             # the same model, each frame scored by its own error in each clip that holds it
             # (LTG scores one frame already; ITAE's score is not a sum of its maps)
-            extra["frame maps"] = video_frame_scores(
-                lambda c: -det.score_maps(c).mean(axis=(1, 3, 4)), test, T, 2)
+            extra["frame maps"] = video_frame_scores(frame_map_scores(det), test, T, 2)
         extra["motion check"] = motion_check(det.score_samples, test, labels)
         if method.startswith("LSA"):
             for term in ("rec", "llk"):

