@@ -24,6 +24,7 @@ PAGES = Path(__file__).resolve().parent / "results" / "generated"
 #: the groups of the results index, in order
 GROUPS = (
     "Image detectors on one-class MNIST-5k",
+    "The papers' own tables (full MNIST)",
     "Robustness suite: defaults on data nobody tuned them for",
     "Video",
     "Speed, precision, threads and GPUs",
@@ -57,100 +58,114 @@ PAGES_META = {
         GROUPS[0], "MMP: training stability over seeds and settings",
         "Collapses and AUROC of MMP's training settings over seeds and classes.",
         "python benchmarks/mmp_stability.py", ()),
+    "paper_lsa": (
+        GROUPS[1], "LSA table 1 and supplementary table 3 on full MNIST",
+        "One class of MNIST's 60,000 training digits against the 10,000 test digits: LSA's "
+        "NS, REC and LLK and the table's OC-SVM, KDE and DAE beside the paper's numbers, per "
+        "configuration (the defaults; 5 epochs).",
+        "python benchmarks/paper_tables.py lsa", ()),
+    "paper_oled": (
+        GROUPS[1], "OLED tables 1 and 4 on full MNIST (MemAE's protocol)",
+        "OLED's four scores, the autoencoder and OC-SVM beside the paper's 10-class means.",
+        "python benchmarks/paper_tables.py oled", ()),
+    "paper_mmp": (
+        GROUPS[1], "MMP table 2 on full MNIST (masking)",
+        "MMP with 75% and 0% masking beside the paper's 10-class means.",
+        "python benchmarks/paper_tables.py mmp", ()),
     "robustness": (
-        GROUPS[1], "Robustness suite: every estimator at its defaults on 8 data sets",
+        GROUPS[2], "Robustness suite: every estimator at its defaults on 8 data sets",
         "Digits, textures, photographs, faces and three tables that ship offline; AUROC over "
         "3 seeds, mean ranks, fit seconds, scoring rates and the warnings raised.",
         "python benchmarks/robustness.py", ("robustness.png",)),
     "embedding": (
-        GROUPS[1], "Pretrained features in front of a detector",
+        GROUPS[2], "Pretrained features in front of a detector",
         "EfficientNet-Lite0's ImageNet features (PretrainedEmbedding) followed by kNN, KDE or "
         "OC-SVM on the suite's image sets, 3 seeds, at two input sizes, beside the best "
         "pixel-space detector; the extraction rate per input size.",
         "python benchmarks/embedding.py", ()),
     "embedding_complexity": (
-        GROUPS[1], "Pretrained features and input complexity (the photos set)",
+        GROUPS[2], "Pretrained features and input complexity (the photos set)",
         "Whether adding the inputs' code length to the embedding kNN score rescues the set "
         "where novel images are simpler than normal ones, and what it costs elsewhere.",
         "python benchmarks/embedding_complexity.py", ()),
     "complexity_check": (
-        GROUPS[1], "Input complexity: why simpler novel inputs look normal",
+        GROUPS[2], "Input complexity: why simpler novel inputs look normal",
         "A method's novelty score against the zlib code length of its inputs, and what a "
         "label-free correction does.", "python benchmarks/complexity_check.py", ()),
     "simple_input_check": (
-        GROUPS[1], "The flat-input guard on the suite's image sets",
+        GROUPS[2], "The flat-input guard on the suite's image sets",
         "How often the warning about simpler inputs fires, and where.",
         "python benchmarks/simple_input_check.py", ()),
     "video": (
-        GROUPS[2], "Video systems without downloads",
+        GROUPS[3], "Video systems without downloads",
         "Street scenes with one anomaly per kind, three real clips with injected events (one "
         "a 1,799-frame street film); frame AUROC over 3 seeds for every video system of the "
         "library beside two frame baselines (nearest neighbours on pixels, a frame "
         "autoencoder), and measurements of why the clip methods lose to them.",
         "python benchmarks/video.py", ("video.png", "video_frames.png")),
     "ltg_video": (
-        GROUPS[2], "LTG on synthetic moving-shapes video",
+        GROUPS[3], "LTG on synthetic moving-shapes video",
         "Learned noise against Gaussian noise and no pseudo anomalies, frame AUROC.",
         "python benchmarks/ltg_video.py", ("ltg_curves.png", "ltg_frames.png")),
     "itae_video": (
-        GROUPS[2], "ITAE + NF on synthetic moving-shapes video",
+        GROUPS[3], "ITAE + NF on synthetic moving-shapes video",
         "Two paths against one, with and without the flows, frame AUROC.",
         "python benchmarks/itae_video.py", ("itae_frames.png",)),
     "throughput": (
-        GROUPS[3], "Scoring throughput and fit time per method (CPU)",
+        GROUPS[4], "Scoring throughput and fit time per method (CPU)",
         "Each estimator against its network's bare forward pass, scoring chunk sizes, "
         "bfloat16 against float32, streaming a 1,000,000-row memmap.",
         "python benchmarks/throughput.py", ()),
     "throughput_h200": (
-        GROUPS[3], "Scoring throughput and fit time per method (H200 GPU)",
+        GROUPS[4], "Scoring throughput and fit time per method (H200 GPU)",
         "The same measurements on an NVIDIA H200.",
         "python benchmarks/throughput.py --device cuda", ()),
     "threads": (
-        GROUPS[3], "Results against torch's thread count (1 vs 2 threads)",
+        GROUPS[4], "Results against torch's thread count (1 vs 2 threads)",
         "How much each method's AUROC moves with the number of CPU threads.",
         "python benchmarks/threads.py", ()),
     "thread_divergence": (
-        GROUPS[3], "Weight drift between a 1-thread and a 2-thread fit",
+        GROUPS[4], "Weight drift between a 1-thread and a 2-thread fit",
         "Why the thread count matters: float32 rounding that grows epoch by epoch.",
         "python benchmarks/thread_divergence.py", ()),
     "fit_flops": (
-        GROUPS[3], "Arithmetic of a fit at defaults against the CPU's peak",
+        GROUPS[4], "Arithmetic of a fit at defaults against the CPU's peak",
         "Floating-point operations of each fit: the lower bound on its time on a given CPU.",
         "python benchmarks/fit_flops.py", ()),
     "lsa_fit_time": (
-        GROUPS[3], "LSA at its defaults: fit time, scoring rate, model size",
+        GROUPS[4], "LSA at its defaults: fit time, scoring rate, model size",
         "One LSA fit on MNIST-5k, timed, with the size of its pickle and its model file.",
         "python benchmarks/lsa_fit_time.py", ()),
     "gpu_check": (
-        GROUPS[3], "CUDA check on an H100",
+        GROUPS[4], "CUDA check on an H100",
         "Every deep estimator fitted and scored on a GPU, then moved back to the CPU.",
         "python benchmarks/gpu_check.py --with-cpu", ()),
     "gpu_check_h200": (
-        GROUPS[3], "CUDA check on an H200",
+        GROUPS[4], "CUDA check on an H200",
         "The CUDA check on an NVIDIA H200 (partial).",
         "python benchmarks/gpu_check.py", ()),
     "lsa_diagnosis": (
-        GROUPS[4], "LSA: its combined score against its REC and LLK terms",
+        GROUPS[5], "LSA: its combined score against its REC and LLK terms",
         "Why LSA's combined score does not beat its own reconstruction term on MNIST-5k: "
         "per-epoch probes, normalisation constants, the estimator's size, resolution and "
         "training.", "python benchmarks/lsa_diagnosis.py", ()),
     "lsa_gradient_check": (
-        GROUPS[4], "LSA: how much the latent term trains the encoder",
+        GROUPS[5], "LSA: how much the latent term trains the encoder",
         "Gradient norms that reach LSA's encoder from each of its two losses.",
         "python benchmarks/lsa_gradient_check.py", ()),
     "oled_diagnosis_textures": (
-        GROUPS[4], "OLED on the textures set: each term, batch size and epochs",
+        GROUPS[5], "OLED on the textures set: each term, batch size and epochs",
         "OLED's terms and its masks' drift on the robustness suite's textures.",
         "python benchmarks/oled_texture_diagnosis.py --set textures", ()),
     "oled_diagnosis_breast_cancer": (
-        GROUPS[4], "OLED on the breast cancer table",
+        GROUPS[5], "OLED on the breast cancer table",
         "OLED, the CAE and the AE at 20, 50 and 100 epochs.",
         "python benchmarks/oled_texture_diagnosis.py --set breast_cancer", ()),
     "oled_diagnosis_wine": (
-        GROUPS[4], "OLED on the wine table", "OLED, the CAE and the AE at 20, 50 and 100 epochs.",
+        GROUPS[5], "OLED on the wine table", "OLED, the CAE and the AE at 20, 50 and 100 epochs.",
         "python benchmarks/oled_texture_diagnosis.py --set wine", ()),
     "oled_diagnosis_iris": (
-        GROUPS[4], "OLED on the iris table", "OLED, the CAE and the AE at 20, 50 and 100 epochs.",
+        GROUPS[5], "OLED on the iris table", "OLED, the CAE and the AE at 20, 50 and 100 epochs.",
         "python benchmarks/oled_texture_diagnosis.py --set iris", ()),
 }
 
