@@ -141,6 +141,11 @@ RUN_NOTES = ["rows whose machine says 'torch threads 1' ran with one torch threa
              "the frame-maps, pooled and motion measurements); at two threads their frame "
              "AUROCs were 0.621 / 0.601 (objects), 0.487 / 0.469 (carphone) and 0.523 / 0.513 "
              "(bigbuckbunny), AE 3-D / LSA, 3 seeds.",
+             "market_street, 2-core fit times: seed 0 of AE 3-D, LSA, LTG and ITAE rerun alone "
+             "at two threads on 2026-12-06 11:20 UTC (`python benchmarks/video.py --sets "
+             "market_street --methods 'AE 3-D' LSA LTG ITAE --seeds 0 --out /tmp/timing`) fitted "
+             "in 115 / 128 / 104 / 121 s (AUROC 0.645 / 0.640 / 0.732 / 0.665, within 0.005 of "
+             "the one-thread rows): LSA and ITAE just miss 2 minutes on the film.",
              "objects, OLED patches: the three seeds rerun alone on 2026-11-28 at 19:22 UTC "
              "(`python benchmarks/video.py --methods 'OLED patches' --sets objects --seeds 0 1 2 "
              "--out /tmp/vid`) gave the same AUROCs to the last digit and fits of 74.8 / 97.1 / "
