@@ -43,6 +43,15 @@ from sknovelty.registry import ESTIMATORS
 STEM = "embedding"
 IMAGE_SETS = [name for name, (kind, _) in SUITE.items() if kind == "images"]
 SIZES = (96, 128, 160, 192, 224)
+#: rows written before the default features changed carry no ``features`` key: they are the
+#: head's 1,280 average-pooled, unnormalised features
+EARLIER_FEATURES = "stage=-1 pooling=avg normalize=False"
+
+
+def default_features():
+    """The library's default stages, pooling and normalisation, as rows record them."""
+    p = PretrainedEmbedding().get_params()
+    return f"stage={p['stage']} pooling={p['pooling']} normalize={p['normalize']}"
 
 
 def extraction_rates(sizes, n_images, repeats, device, info):
@@ -59,6 +68,7 @@ def extraction_rates(sizes, n_images, repeats, device, info):
             emb.transform(X[:64])   # warm-up: oneDNN picks its kernels on the first batch
             best = min(_seconds(emb, X) for _ in range(repeats))
             rows.append(dict(size=size, precision=emb.precision_, requested=precision,
+                             features=default_features(),
                              rate=n_images / best, threads=torch.get_num_threads(),
                              provenance=info))
             print(rows[-1], flush=True)
@@ -76,7 +86,8 @@ def auroc_rows(sizes, seeds, detectors, device, done, info):
         for name in IMAGE_SETS:
             task = load_suite_task(name, random_state=seed)
             for size in sizes:
-                todo = [d for d in detectors if (name, seed, size, d) not in done]
+                todo = [d for d in detectors
+                        if (name, seed, size, d, default_features()) not in done]
                 if not todo:
                     continue
                 emb = PretrainedEmbedding(input_size=size, device=device).fit(task.X_train)
@@ -93,6 +104,7 @@ def auroc_rows(sizes, seeds, detectors, device, done, info):
                         fit_s = time.perf_counter() - start
                         scores = model.score_samples(Z_test)
                     rows.append(dict(set=name, seed=seed, size=size, detector=det,
+                                     features=default_features(),
                                      auroc=auroc(task.y_test, scores), fit_s=fit_s,
                                      extract_s=extract_s, provenance=info))
                     print(rows[-1], flush=True)
@@ -120,7 +132,10 @@ def _best_pixel(out):
 def report(out, info):
     rows = read_jsonl(os.path.join(out, STEM + ".jsonl"))
     speed = [r for r in rows if "rate" in r]
-    scored = [r for r in rows if "auroc" in r]
+    current = default_features()
+    scored = [r for r in rows if "auroc" in r and r.get("features", EARLIER_FEATURES) == current]
+    earlier = [r for r in rows if "auroc" in r and r.get("features", EARLIER_FEATURES)
+               == EARLIER_FEATURES and r["detector"] == "kNN" and r["size"] == 128]
     best = _best_pixel(out)
     runs = {}
     for r in rows:
@@ -134,7 +149,10 @@ def report(out, info):
              "AUROC, mean ± std over the seeds, of `PretrainedEmbedding(input_size=size)` followed "
              "by the detector at its defaults; beside it the best pixel-space score (any method, variant or peer, and the flow's two scores apart) of "
              "[robustness.md](robustness.md) (mean over its seeds). "
-             f"The library's default input size is {DEFAULT_INPUT_SIZE}.", ""]
+             f"The library's default input size is {DEFAULT_INPUT_SIZE}; its default features "
+             f"(`{current}`): every stage of the network, max-pooled, each scaled to unit "
+             "length ([embedding_stages.md](embedding_stages.md) says how they were chosen).",
+             ""]
     detectors = sorted({r["detector"] for r in scored}, key=list(ESTIMATORS).index)
     sizes = sorted({r["size"] for r in scored})
     payload = {"provenance": info, "auroc_mean": {}, "rates": speed}
@@ -153,6 +171,19 @@ def report(out, info):
                              if vals else "—")
             pixel = f"{best[name][0]} {best[name][1]:.3f}" if name in best else "—"
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {pixel} |")
+        lines.append("")
+    if earlier:
+        lines += ["## The earlier default features, kNN at 128 px", "",
+                  f"`{EARLIER_FEATURES}`: the head's 1,280 average-pooled activations, as "
+                  "the library extracted them before; same sets, seeds and detector.", "",
+                  "| set | earlier features | default features |", "|---|---|---|"]
+        for name in IMAGE_SETS:
+            old = [r["auroc"] for r in earlier if r["set"] == name]
+            new = [r["auroc"] for r in scored
+                   if (r["detector"], r["set"], r["size"]) == ("kNN", name, 128)]
+            lines.append(f"| {name} | " + " | ".join(
+                f"{np.mean(v):.3f} ± {np.std(v):.3f} ({len(v)})" if v else "—"
+                for v in (old, new)) + " |")
         lines.append("")
     if speed:
         lines += ["## Extraction rate", "",
@@ -193,7 +224,8 @@ def main():
         append_jsonl(path, extraction_rates(args.sizes, args.speed_images, args.repeats,
                                             args.device, info))
     elif not args.report:
-        done = {(r["set"], r["seed"], r["size"], r["detector"])
+        done = {(r["set"], r["seed"], r["size"], r["detector"],
+                 r.get("features", EARLIER_FEATURES))
                 for r in (read_jsonl(path) if os.path.exists(path) else []) if "auroc" in r}
         for rows in auroc_rows(args.sizes, args.seeds, args.detectors, args.device, done, info):
             append_jsonl(path, rows)

@@ -252,6 +252,9 @@ RUN_NOTES = {
             "ran alone; its 4,338 s include that pause. At the library's defaults a "
             "full-MNIST LSA class costs roughly 15x the 63-70 s of an MNIST-5k class on this "
             "CPU."],
+    "oled": ["Class 2 at the default 20 epochs (OLED and the AE, 2026-12-06 11:57 UTC): the "
+             "OLED fit's 2,705 s include a pause (SIGSTOP) of about 3.5 minutes while "
+             "extraction rates were measured alone on the machine."],
 }
 #: every table: rows whose machine says "torch threads 1"
 ONE_THREAD_NOTE = ("Rows whose runs say 'torch threads 1' ran with one torch thread while "

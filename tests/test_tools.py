@@ -232,3 +232,28 @@ def test_video_motion_check_tells_motion_aware_from_blind_scorers():
     starts = np.r_[0:100 - 3 * video.T + 1, 110:200 - 3 * video.T + 1]
     assert aware["clips"] == len(starts[::video.MOTION_STRIDE])
     assert video.motion_check(steps, [frames[:40]], [labels[:40]]) == {}   # too short
+
+
+def test_embedding_stages_benchmark_slices_what_the_library_extracts():
+    """``benchmarks/embedding_stages.py`` cuts every configuration from one pass per pooling;
+    each must equal ``PretrainedEmbedding``'s own features for those parameters (random
+    EfficientNet-Lite0 weights: no wheel needed). Float32, relative 1e-5: the norms and
+    divisions round differently in numpy and torch."""
+    import torch
+
+    from sknovelty.features import EfficientNetLite0, PretrainedEmbedding
+
+    bench = _benchmark_module("embedding_stages")
+    torch.manual_seed(0)
+    params = dict(weights=EfficientNetLite0().state_dict(), input_size=48, batch_size=8,
+                  n_jobs=1)
+    X = np.random.RandomState(0).rand(6, 1, 20, 20).astype(np.float32)
+    parts = bench.per_stage_features(X, (X,), "cpu", **params)
+    for name in ("0-8 max", "2-8 avg", "6 max", bench.EARLIER_DEFAULT):
+        stages, pooling, normalised = bench.configurations()[name]
+        expected = PretrainedEmbedding(stage=list(stages), pooling=pooling, normalize=normalised,
+                                       device="cpu", **params).fit(X).transform(X)
+        np.testing.assert_allclose(bench.features_of(parts[pooling][0], stages, normalised),
+                                   expected, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert bench.configurations()[bench.NEW_DEFAULT] == (tuple(range(9)), "max", True)
+    assert PretrainedEmbedding().get_params()["pooling"] == "max"
