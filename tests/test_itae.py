@@ -16,6 +16,9 @@ from .conftest import tiny_itae
 
 
 def test_static_path_sees_only_every_tau_th_frame():
+    # seeded: at this width (1/16) about 1 random init in 200 leaves the lateral connections
+    # dead (every ReLU on them off), and the last assertion then cannot hold
+    torch.manual_seed(0)
     enc = TwoPathEncoder(1, width=0.0625, tau=4).eval()
     seen = []
     enc.static[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
@@ -28,7 +31,9 @@ def test_static_path_sees_only_every_tau_th_frame():
     s_y = enc(y)[1]
     # exact: frame 1 is not among the selected frames, so the static input is the same copy
     torch.testing.assert_close(seen[1], seen[0], rtol=0, atol=0)
-    assert not torch.allclose(s_y, enc(x)[1])  # ... and through them they do reach it
+    # ... and through them they do reach it: by 1e-2 at this seed, far above float32 noise
+    # (a frame's change of 1.0 that never arrives leaves the output bit-identical)
+    assert (s_y - enc(x)[1]).abs().max() > 1e-4
 
 
 def test_patch_error_of_eq12_by_hand():
