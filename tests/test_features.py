@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -74,6 +76,26 @@ def test_several_stages_concatenate_normalised_pooled_maps(images):
     # max pooling is at least the average, stage by stage, before normalisation
     assert (tiny(stage="all", pooling="max").fit_transform(images)
             >= tiny(stage="all").fit_transform(images)).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(-4, 3), min_size=1, max_size=4),
+       st.sampled_from(["avg", "max"]), st.booleans())
+def test_any_stage_list_is_its_stages_concatenated_or_a_clear_error(images, stages, pooling,
+                                                                    normalize):
+    """Any list of the tiny backbone's 4 stages (negative ones counted from the end): either
+    a ValueError that names the repeated stage, or exactly the single stages side by side."""
+    resolved = [s % 4 for s in stages]
+    emb = tiny(stage=stages, pooling=pooling, normalize=normalize)
+    if len(set(resolved)) < len(resolved):
+        with pytest.raises(ValueError, match="names a stage twice"):
+            emb.fit(images)
+        return
+    Z = emb.fit(images).transform(images)
+    assert emb.stages_ == tuple(resolved)
+    singles = [tiny(stage=s, pooling=pooling, normalize=normalize).fit(images).transform(images)
+               for s in resolved]
+    np.testing.assert_array_equal(Z, np.hstack(singles))  # same ops, same order: exact
 
 
 def test_stage_errors(images):
