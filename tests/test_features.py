@@ -78,7 +78,8 @@ def test_several_stages_concatenate_normalised_pooled_maps(images):
             >= tiny(stage="all").fit_transform(images)).all()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(-4, 3), min_size=1, max_size=4),
        st.sampled_from(["avg", "max"]), st.booleans())
 def test_any_stage_list_is_its_stages_concatenated_or_a_clear_error(images, stages, pooling,
