@@ -112,13 +112,15 @@ def auroc_rows(sizes, seeds, detectors, device, done, info):
 
 
 def _best_pixel(out):
-    """``{set: (method, mean AUROC)}``: the best default method of each set in
-    ``robustness.json`` (mean over its seeds; variants and peers included, as there)."""
+    """``{set: (method, mean AUROC)}``: the best default pixel-space method of each set in
+    ``robustness.json`` (mean over its seeds; variants and peers included, as there; the
+    rows on pretrained features left out)."""
     path = os.path.join(out, "robustness.json")
     if not os.path.exists(path):
         return {}
     with open(path) as f:
         rows = json.load(f)["rows"]
+    rows = [r for r in rows if not r["method"].startswith("Embedding")]  # not pixel-space
     means = {}
     for key in {(r["method"], r["set"]) for r in rows}:
         means[key] = float(np.mean([r["auroc"] for r in rows if (r["method"], r["set"]) == key]))

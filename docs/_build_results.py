@@ -89,6 +89,12 @@ PAGES_META = {
         "average or max pooling, on the suite's image sets (where the default is chosen) and "
         "on MNIST-5k (the check), with a leave-one-set-out selection.",
         "python benchmarks/embedding_stages.py", ()),
+    "embedding_gap": (
+        GROUPS[2], "Pretrained features against the pixel-space detectors",
+        "Where the embedding pipelines stop short of the best detector on the pixels (mnist-0, "
+        "digits-3, textures): nearest neighbours at three input sizes, a Ledoit-Wolf "
+        "Gaussian, a patch memory bank and the union with the pixels, 3 seeds.",
+        "python benchmarks/embedding_gap.py", ()),
     "embedding_complexity": (
         GROUPS[2], "Pretrained features and input complexity (the photos set)",
         "Whether adding the inputs' code length to the embedding kNN score rescues the set "

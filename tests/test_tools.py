@@ -257,3 +257,35 @@ def test_embedding_stages_benchmark_slices_what_the_library_extracts():
                                    expected, rtol=1e-5, atol=1e-6, err_msg=name)
     assert bench.configurations()[bench.NEW_DEFAULT] == (tuple(range(9)), "max", True)
     assert PretrainedEmbedding().get_params()["pooling"] == "max"
+
+
+@pytest.mark.parametrize("n, d", [(30, 12), (12, 30)])
+def test_embedding_gap_mahalanobis_matches_scikit_learn(n, d):
+    """``benchmarks/embedding_gap.py`` computes the Ledoit-Wolf Mahalanobis distance through
+    the Gram matrix (Woodbury); it must equal scikit-learn's ``LedoitWolf().mahalanobis``
+    with more samples than dimensions and with fewer. Both float64, summed in another order:
+    relative 1e-8."""
+    from sklearn.covariance import LedoitWolf
+
+    bench = _benchmark_module("embedding_gap")
+    rng = np.random.RandomState(n)
+    X = rng.randn(n, d) @ rng.randn(d, d)
+    Z = rng.randn(7, d) * 3
+    np.testing.assert_allclose(bench.ledoit_wolf_mahalanobis(X, Z),
+                               LedoitWolf().fit(X).mahalanobis(Z), rtol=1e-8)
+    # a constant block adds nothing and gives no division by zero
+    same = bench.ledoit_wolf_mahalanobis(np.ones((5, 3)), np.ones((2, 3)))
+    assert np.all(np.isfinite(same))
+
+
+def test_embedding_report_leaves_pretrained_rows_out_of_the_pixel_column(tmp_path):
+    """The "best pixel-space score" beside the embedding tables comes from the pixel
+    detectors of ``robustness.json``, never from its rows on pretrained features."""
+    import json
+
+    bench = _benchmark_module("embedding")
+    rows = [dict(method="kNN", set="faces", auroc=0.9), dict(method="kNN", set="faces", auroc=0.8),
+            dict(method="Embedding kNN", set="faces", auroc=1.0)]
+    (tmp_path / "robustness.json").write_text(json.dumps({"rows": rows}))
+    method, value = bench._best_pixel(str(tmp_path))["faces"]
+    assert method == "kNN" and value == pytest.approx(0.85, abs=1e-12)
