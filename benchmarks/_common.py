@@ -303,3 +303,31 @@ def save_result(out, stem, lines, payload):
     with open(os.path.join(out, stem + ".json"), "w") as f:
         json.dump(payload, f, indent=1)
     print("\n".join(lines))
+
+
+def resumable_main(doc, stem, run, report, *, seeds=(0, 1, 2), device="cpu", before_run=None):
+    """The command line of a benchmark whose rows go to ``OUT/stem.jsonl`` as they finish:
+    ``--seeds``, ``--device``, ``--out`` and ``--report`` (only rewrite ``stem.{md,json}``
+    from the rows). Without ``--report``: ``before_run()`` (a self-check, if given), then
+    ``run(seeds, device, path, info)`` with warnings silenced, then the report
+    ``report(out, rows, info)``."""
+    parser = make_parser(doc, seeds=seeds, device=device)
+    parser.add_argument("--report", action="store_true",
+                        help=f"only rewrite the .md/.json from {stem}.jsonl in --out")
+    args = parser.parse_args()
+    info = provenance(args)
+    path = os.path.join(args.out, stem + ".jsonl")
+    if not args.report:
+        if before_run is not None:
+            before_run()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run(args.seeds, args.device, path, info)
+    report(args.out, read_jsonl(path), info)
+
+
+def pending(path, seeds, names):
+    """``(seed, name)`` for each seed and name whose row is not yet in the JSON-lines file
+    ``path`` (rows keyed by ``"seed"`` and ``"set"``): what a resumed run has left to do."""
+    done = {(r["set"], r["seed"]) for r in read_jsonl(path)} if os.path.exists(path) else set()
+    return [(seed, name) for seed in seeds for name in names if (name, seed) not in done]

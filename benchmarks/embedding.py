@@ -122,7 +122,7 @@ def _best_pixel(out):
         rows = json.load(f)["rows"]
     rows = [r for r in rows if not r["method"].startswith("Embedding")]  # not pixel-space
     means = {}
-    for key in {(r["method"], r["set"]) for r in rows}:
+    for key in sorted({(r["method"], r["set"]) for r in rows}):  # ties: the first name wins
         means[key] = float(np.mean([r["auroc"] for r in rows if (r["method"], r["set"]) == key]))
     best = {}
     for (method, name), value in means.items():

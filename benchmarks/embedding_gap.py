@@ -34,13 +34,11 @@ resumes); ``--report`` rewrites ``embedding_gap.{md,json}`` from them.
     python benchmarks/embedding_gap.py --report
 """
 
-import os
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import (append_jsonl, make_parser, provenance, provenance_lines, read_jsonl,
+from _common import (append_jsonl, pending, provenance_lines, read_jsonl, resumable_main,
                      save_result)
 from embedding import IMAGE_SETS, _best_pixel
 
@@ -147,16 +145,12 @@ def run_one(task, seed, device):
 
 
 def run(seeds, device, path, info):
-    done = {(r["set"], r["seed"]) for r in read_jsonl(path)} if os.path.exists(path) else set()
-    for seed in seeds:
-        for name in IMAGE_SETS:
-            if (name, seed) in done:
-                continue
-            torch.manual_seed(seed)
-            got = run_one(load_suite_task(name, random_state=seed), seed, device)
-            append_jsonl(path, [dict(set=name, seed=seed, aurocs=got, run=info["command"],
-                                     provenance=info)])
-            print(name, seed, {k: round(v, 3) for k, v in got.items()}, flush=True)
+    for seed, name in pending(path, seeds, IMAGE_SETS):
+        torch.manual_seed(seed)
+        got = run_one(load_suite_task(name, random_state=seed), seed, device)
+        append_jsonl(path, [dict(set=name, seed=seed, aurocs=got, run=info["command"],
+                                 provenance=info)])
+        print(name, seed, {k: round(v, 3) for k, v in got.items()}, flush=True)
 
 
 def report(out, rows, info):
@@ -207,18 +201,7 @@ def report(out, rows, info):
 
 
 def main():
-    parser = make_parser(__doc__, seeds=(0, 1, 2), device="cpu")
-    parser.add_argument("--report", action="store_true",
-                        help="only rewrite the .md/.json from embedding_gap.jsonl in --out")
-    args = parser.parse_args()
-    info = provenance(args)
-    path = os.path.join(args.out, "embedding_gap.jsonl")
-    if not args.report:
-        check_mahalanobis()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run(args.seeds, args.device, path, info)
-    report(args.out, read_jsonl(path), info)
+    resumable_main(__doc__, "embedding_gap", run, report, before_run=check_mahalanobis)
 
 
 if __name__ == "__main__":

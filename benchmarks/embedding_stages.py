@@ -23,11 +23,9 @@ configuration chosen on the other four.
     python benchmarks/embedding_stages.py --report          # the report from the JSON lines
 """
 
-import os
-import warnings
 
 import numpy as np
-from _common import (append_jsonl, make_parser, provenance, provenance_lines, read_jsonl,
+from _common import (append_jsonl, pending, provenance_lines, read_jsonl, resumable_main,
                      save_result)
 from embedding import IMAGE_SETS
 
@@ -97,21 +95,17 @@ def check_against_library(task, parts, device):
 
 
 def run(seeds, device, path, info):
-    done = {(r["set"], r["seed"]) for r in read_jsonl(path)} if os.path.exists(path) else set()
-    for seed in seeds:
-        for name in IMAGE_SETS:
-            if (name, seed) in done:
-                continue
-            task = load_suite_task(name, random_state=seed)
-            feats = per_stage_features(task.X_train, (task.X_train, task.X_test), device)
-            got = knn_aurocs({p: f[0] for p, f in feats.items()},
-                             {p: f[1] for p, f in feats.items()}, task.y_test, seed)
-            if seed == seeds[0]:
-                check_against_library(task, feats, device)
-            append_jsonl(path, [dict(set=name, seed=seed, aurocs=got, run=info["command"])])
-            print(name, seed, {k: round(got[k], 3) for k in (NEW_DEFAULT, EARLIER_DEFAULT)},
-                  flush=True)
-    todo = [s for s in seeds if (MNIST5K, s) not in done]
+    for seed, name in pending(path, seeds, IMAGE_SETS):
+        task = load_suite_task(name, random_state=seed)
+        feats = per_stage_features(task.X_train, (task.X_train, task.X_test), device)
+        got = knn_aurocs({p: f[0] for p, f in feats.items()},
+                         {p: f[1] for p, f in feats.items()}, task.y_test, seed)
+        if seed == seeds[0]:
+            check_against_library(task, feats, device)
+        append_jsonl(path, [dict(set=name, seed=seed, aurocs=got, run=info["command"])])
+        print(name, seed, {k: round(got[k], 3) for k in (NEW_DEFAULT, EARLIER_DEFAULT)},
+              flush=True)
+    todo = [seed for seed, _ in pending(path, seeds, [MNIST5K])]
     if not todo:
         return
     X, y = load_mnist_5k()
@@ -182,17 +176,7 @@ def report(out, rows, info):
 
 
 def main():
-    parser = make_parser(__doc__, seeds=(0, 1, 2), device="cpu")
-    parser.add_argument("--report", action="store_true",
-                        help="only rewrite the .md/.json from embedding_stages.jsonl in --out")
-    args = parser.parse_args()
-    info = provenance(args)
-    path = os.path.join(args.out, "embedding_stages.jsonl")
-    if not args.report:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run(args.seeds, args.device, path, info)
-    report(args.out, read_jsonl(path), info)
+    resumable_main(__doc__, "embedding_stages", run, report)
 
 
 if __name__ == "__main__":
