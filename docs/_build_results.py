@@ -68,6 +68,11 @@ PAGES_META = {
         GROUPS[1], "OLED tables 1 and 4 on full MNIST (MemAE's protocol)",
         "OLED's four scores, the autoencoder and OC-SVM beside the paper's 10-class means.",
         "python benchmarks/paper_tables.py oled", ()),
+    "oled_split_check": (
+        GROUPS[1], "OLED's MNIST split: test inliers seen in training",
+        "A replay of the data splits of OLED's official MNIST scripts: how many of each "
+        "class's test inliers its models were trained or validated on.",
+        "python benchmarks/oled_split_check.py", ()),
     "paper_mmp": (
         GROUPS[1], "MMP table 2 on full MNIST (masking)",
         "MMP with 75% and 0% masking beside the paper's 10-class means.",

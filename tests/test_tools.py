@@ -289,3 +289,17 @@ def test_embedding_report_leaves_pretrained_rows_out_of_the_pixel_column(tmp_pat
     (tmp_path / "robustness.json").write_text(json.dumps({"rows": rows}))
     method, value = bench._best_pixel(str(tmp_path))["faces"]
     assert method == "kNN" and value == pytest.approx(0.85, abs=1e-12)
+
+
+def test_oled_split_check_replays_both_scripts():
+    """``benchmarks/oled_split_check.py``: the training script's split starts from the seed
+    for every class, the test script's only for class 0, so class 0's test inliers are
+    exactly the training script's held-out third and the other classes' are a fresh third
+    (about two thirds of it seen in training; bounds wide for 234 test inliers a class)."""
+    bench = _benchmark_module("oled_split_check")
+    labels = np.repeat(np.arange(10), 700)  # 466 training inliers: room for 300 to validate
+    rows = bench.overlaps(labels)
+    assert rows[0]["seen"] == 0 and rows[0]["held_out_shared"] == rows[0]["n_test_inliers"]
+    for r in rows[1:]:
+        assert r["seen"] + r["held_out_shared"] == r["n_test_inliers"]
+        assert 0.55 < r["seen"] / r["n_test_inliers"] < 0.78
