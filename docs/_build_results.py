@@ -170,6 +170,11 @@ PAGES_META = {
         GROUPS[5], "LSA: how much the latent term trains the encoder",
         "Gradient norms that reach LSA's encoder from each of its two losses.",
         "python benchmarks/lsa_gradient_check.py", ()),
+    "oled_mask_dependence": (
+        GROUPS[5], "OLED: do the learned masks depend on the input?",
+        "On one-class MNIST-5k: s_cont with each digit's own mask against one fixed mask, "
+        "the overlap of two digits' masks and how much ink they hide.",
+        "python benchmarks/oled_mask_dependence.py", ()),
     "oled_diagnosis_textures": (
         GROUPS[5], "OLED on the textures set: each term, batch size and epochs",
         "OLED's terms and its masks' drift on the robustness suite's textures.",
