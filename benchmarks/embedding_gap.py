@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from _common import (append_jsonl, pending, provenance_lines, read_jsonl, resumable_main,
                      save_result)
 from embedding import IMAGE_SETS, _best_pixel
+from embedding_stages import unit
 
 from sknovelty import NearestNeighborDetector, PretrainedEmbedding
 from sknovelty.datasets import load_suite_task
@@ -50,10 +51,6 @@ from sknovelty.metrics import auroc
 SIZES = (64, 128, 224)
 PATCH_STAGES = (3, 4)
 PATCH_BANK = 8192
-
-
-def unit(a):
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
 
 def ledoit_wolf_mahalanobis(X, Z):

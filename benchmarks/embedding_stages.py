@@ -67,10 +67,15 @@ def per_stage_features(X_fit, Xs, device, **params):
     return out
 
 
+def unit(rows):
+    """Each row scaled to unit length (an all-zero row stays zero)."""
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 def features_of(parts, stages, normalised):
     blocks = [parts[s] for s in stages]
     if normalised:
-        blocks = [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks]
+        blocks = [unit(b) for b in blocks]
     return np.hstack(blocks)
 
 
