@@ -102,9 +102,24 @@ def embedding_knn(random_state=None, device="auto"):
                          NearestNeighborDetector(random_state=random_state))
 
 
+def embedding_patch_knn(random_state=None, device="auto"):
+    """PatchCore's detector on EfficientNet-Lite0's local features: stages 3 and 4 at 128 px
+    (16 x 16 locations), each location scored by its distance to the nearest location of a
+    coreset memory bank of a tenth of the training locations (PatchCore's "10 %"), an image
+    by its most novel location."""
+    from sklearn.pipeline import make_pipeline
+
+    from sknovelty import NearestNeighborDetector, PatchwiseDetector, PretrainedEmbedding
+
+    return make_pipeline(
+        PretrainedEmbedding(stage=[3, 4], pooling="local", device=device),
+        PatchwiseDetector(NearestNeighborDetector(n_neighbors=1, max_samples=0.1,
+                                                  random_state=random_state), patch_size=1))
+
+
 #: pipelines of the library for images, built from (random_state, device); they need the
 #: ``pretrained`` extra
-PIPELINES = {"Embedding kNN": embedding_knn}
+PIPELINES = {"Embedding kNN": embedding_knn, "Embedding patch kNN": embedding_patch_knn}
 #: every name ``make_estimator`` builds without the registry
 BUILDERS = {**PEERS, **PIPELINES}
 

@@ -23,9 +23,13 @@ set and seed, the embedding pipelines that could close the gap:
   scaled to unit length (a tenth block), then ``NearestNeighborDetector``.
 
 Only ``kNN, S px`` is a library pipeline; the Gaussian and the patch memory bank are written
-in this script to measure whether such detectors would close the gap, not offered as
-estimators. Nothing is chosen on these test labels: the table reports each pipeline on each
-set beside the best pixel-space score of ``robustness.json`` (methods on the pixels only).
+in this script to measure whether such detectors would close the gap. The memory bank has
+since become a library pipeline, with PatchCore's coreset in place of the random draw:
+``PretrainedEmbedding(stage=[3, 4], pooling="local")`` then
+``PatchwiseDetector(NearestNeighborDetector(n_neighbors=1, max_samples=0.1), patch_size=1)``,
+row ``Embedding patch kNN`` of ``robustness.md``. Nothing is chosen on these test labels:
+the table reports each pipeline on each set beside the best pixel-space score of
+``robustness.json`` (methods on the pixels only).
 
 Rows are appended to ``embedding_gap.jsonl`` as each (set, seed) finishes (a stopped run
 resumes); ``--report`` rewrites ``embedding_gap.{md,json}`` from them.
@@ -163,7 +167,9 @@ def report(out, rows, info):
              "`kNN, S px` is the library's pipeline (`PretrainedEmbedding(input_size=S)` "
              "then `NearestNeighborDetector`); the Gaussian (Ledoit-Wolf Mahalanobis), the "
              "patch memory bank and the union with the pixels are written in "
-             "`benchmarks/embedding_gap.py` (its docstring defines them). Nothing here was "
+             "`benchmarks/embedding_gap.py` (its docstring defines them). The library's "
+             "PatchCore pipeline (local features, a coreset memory bank) is row `Embedding "
+             "patch kNN` of [robustness.md](robustness.md). Nothing here was "
              "chosen on these test labels.", "",
              "| pipeline | " + " | ".join(IMAGE_SETS) + " |",
              "|---|" + "---|" * len(IMAGE_SETS)]

@@ -214,7 +214,10 @@ TABLES = {
         memae_split,
         (Fit("OLED", "OLED", {}, PAPER_SETTINGS["OLED"], _oled),
          Fit("CAE", "CAE", {}, PAPER_SETTINGS["CAE"], _oled),
-         Fit("AE", "AE"), Fit("OC-SVM", "OC-SVM")),
+         Fit("AE", "AE"), Fit("OC-SVM", "OC-SVM"),
+         # the gamma of OLED's MNIST code (../shared/notes/oled.md), against the paper's 50
+         Fit("OLED gamma 12.5", "OLED", {"gamma": 12.5},
+             {**PAPER_SETTINGS["OLED"], "gamma": 12.5}, _oled)),
         ("OLED", "CAE", "AE", "OC-SVM"),
         {"OLED s_avg": {"mean": 0.9845}, "OLED s_mask": {"mean": 0.9851},
          "OLED s_rec": {"mean": 0.9772}, "OLED s_cont": {"mean": 0.9650},   # tables 1 and 4

@@ -54,8 +54,8 @@ TARGETED = [m for m in SUITE_METHODS if ESTIMATORS[m].deep and m not in REFERENC
 #: other libraries' detectors
 METHODS = [*TARGETED, *(m for m in SUITE_METHODS if m not in TARGETED), *PEERS]
 #: variants and pipelines measured on the suite (run by name, not by default; shown below the
-#: defaults; "Embedding kNN" takes images only: run it with the image sets)
-MEASURED = ["MMP batch auto", "Embedding kNN"]
+#: defaults; the "Embedding" pipelines take images only: run them with the image sets)
+MEASURED = ["MMP batch auto", "Embedding kNN", "Embedding patch kNN"]
 #: the report's rows in order: the registry's, with the flow's two scores after its default
 #: one, then the peers and the measured variants
 SCORED = [*(s for m in SUITE_METHODS for s in ([m, "Flow nll", "Flow complexity"] if m == "Flow"

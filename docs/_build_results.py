@@ -100,6 +100,12 @@ PAGES_META = {
         "digits-3, textures): nearest neighbours at three input sizes, a Ledoit-Wolf "
         "Gaussian, a patch memory bank and the union with the pixels, 3 seeds.",
         "python benchmarks/embedding_gap.py", ()),
+    "embedding_spatial": (
+        GROUPS[2], "Pretrained features that keep their layout",
+        "Nearest neighbours on whole maps of local features (stages 1-3 at 32 and 64 px) on "
+        "the suite's image sets, 3 seeds, with a leave-one-set-out choice: whether features "
+        "that keep where strokes are reach the pixels' score on small digits.",
+        "python benchmarks/embedding_spatial.py", ()),
     "embedding_complexity": (
         GROUPS[2], "Pretrained features and input complexity (the photos set)",
         "Whether adding the inputs' code length to the embedding kNN score rescues the set "

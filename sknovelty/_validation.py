@@ -101,7 +101,11 @@ def _sample_shape(X, image_shape, ranks, name):
         if X.ndim > 2 and shape != image:
             raise ValueError(f"X has samples of shape {shape}, but image_shape={image}")
         shape = image
-    elif len(shape) in (3, 4) and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+    elif (len(shape) in (3, 4) and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4)
+          and shape[-2] != shape[-1]):
+        # (the last test spares channels-first samples of 1 x 1, 3 x 3 or 4 x 4 pixels, such
+        # as the patches of feature maps PatchwiseDetector passes on: a channels-last image
+        # as wide as its channel count is no image)
         axes = (0, len(shape), *range(1, len(shape)))
         raise ValueError(
             f"X has samples of shape {shape}, which looks channels-last ({shape[-1]} "

@@ -369,13 +369,22 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         ``"auto"`` (the default) is ``"all"`` for ``"efficientnet_lite0"`` and ``-1`` for a
         module. Early stages describe edges and texture, late ones objects; together they
         catch both kinds of novelty (see :ref:`design-embedding-stages`).
-    pooling : {"max", "avg"}
-        Global maximum (the default) or average of the feature maps over their spatial axes.
+    pooling : {"max", "avg", "local"}
+        Global maximum (the default) or average of the feature maps over their spatial axes,
+        or ``"local"``: no global pooling, the output keeps a feature vector per location
+        (PatchCore's local features: Roth et al., "Towards Total Recall in Industrial
+        Anomaly Detection", CVPR 2022, sec. 3.1). Each stage's maps are averaged over the
+        3 x 3 neighbourhood of every location (stride 1, PatchCore's ``p = 3``), resized
+        bilinearly to the grid of the finest chosen stage and concatenated along the
+        channels, so ``transform`` returns maps ``(n, C, h, w)``. In front of
+        ``PatchwiseDetector(NearestNeighborDetector(n_neighbors=1), patch_size=1)`` this
+        scores an image by its most novel location: local defects that global pooling
+        dilutes (see :ref:`design-embedding-patches`).
     normalize : bool
-        Scale each stage's pooled vector to unit Euclidean length before concatenating, so
-        that every stage weighs the same in a distance whatever its channel count and scale
-        (distances between unit vectors rank neighbours as cosine similarity does). ``False``
-        keeps the raw pooled activations.
+        Scale each stage's pooled vector (with ``pooling="local"``: each location's vector)
+        to unit Euclidean length before concatenating, so that every stage weighs the same
+        in a distance whatever its channel count and scale (distances between unit vectors
+        rank neighbours as cosine similarity does). ``False`` keeps the raw activations.
     batch_size : int
         Images per forward pass. Every pass holds exactly ``batch_size`` images (the last one
         is padded), so an image's features do not depend on the images transformed with it,
@@ -407,7 +416,11 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         As scikit-learn counts it (the channels for images, the values for flat rows).
     n_features_out_ : int
-        Length of the feature vectors ``transform`` returns.
+        Length of the feature vectors ``transform`` returns (with ``pooling="local"``, the
+        number of values of one image's maps, ``C * h * w``).
+    feature_shape_ : tuple
+        Shape of one image's features: ``(n_features_out_,)``, or ``(C, h, w)`` with
+        ``pooling="local"``.
     stages_ : tuple of int
         The stages in use, as non-negative indices (``(-1,)``: the module's output).
 
@@ -461,7 +474,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         "input_size": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "stage": [StrOptions({"auto", "all"}),
                   Interval(numbers.Integral, None, None, closed="neither"), tuple, list],
-        "pooling": [StrOptions({"avg", "max"})],
+        "pooling": [StrOptions({"avg", "max", "local"})],
         "normalize": ["boolean"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
@@ -551,7 +564,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         self.input_size_ = size or tuple(self.sample_shape_[1:])
         probe = torch.zeros((1, 3, *self.input_size_), device=self.device_)
         with torch.inference_mode(), torch_threads(self.n_jobs):
-            self.n_features_out_ = int(self._features(probe).shape[1])
+            self.feature_shape_ = tuple(int(s) for s in self._features(probe).shape[1:])
+        self.n_features_out_ = math.prod(self.feature_shape_)
         return self
 
     def _input_size(self):
@@ -632,8 +646,9 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of float32 of shape (n, d)
-            ``d = n_features_out_`` pooled features per image.
+        ndarray of float32 of shape (n, d), or (n, C, h, w) with ``pooling="local"``
+            ``d = n_features_out_`` pooled features per image, or a feature vector of ``C``
+            values at each of the ``h x w`` locations (``feature_shape_``).
 
         See Also
         --------
@@ -672,7 +687,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         block = self._block_rows(math.prod(self.sample_shape_))
         if n is None or n <= block:
             return self._transform_block(validate_samples(self, X, reset=False, ranks=(3,)))
-        out = np.empty((n, self.n_features_out_), dtype=np.float32)
+        out = np.empty((n, *self._feature_shape()), dtype=np.float32)
         for start in range(0, n, block):
             out[start:start + block] = self._transform_block(
                 validate_samples(self, X[start:start + block], reset=False, ranks=(3,)))
@@ -681,7 +696,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     def _transform_block(self, X):
         """Features of validated float32 images ``X``, ``batch_size`` images per pass."""
         n, size = len(X), self.batch_size
-        out = np.empty((n, self.n_features_out_), dtype=np.float32)
+        out = np.empty((n, *self._feature_shape()), dtype=np.float32)
         with warnings.catch_warnings():  # a read-only array: only read here
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             X = torch.from_numpy(X)
@@ -707,15 +722,44 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         return xb.contiguous(memory_format=torch.channels_last if self._channels_last()
                              else torch.contiguous_format)
 
+    def _feature_shape(self):
+        """``feature_shape_``, or ``(n_features_out_,)`` for a transformer fitted before it
+        existed."""
+        return getattr(self, "feature_shape_", (self.n_features_out_,))
+
     def _features(self, xb):
-        """Pooled features ``(n, d)`` float32 of a batch of validated images."""
+        """Pooled features ``(n, d)`` (``pooling="local"``: maps ``(n, C, h, w)``) float32 of
+        a batch of validated images."""
         xb = self._preprocess(xb)
         if self.precision_ == "float32":
             maps = _stage_maps(self.backbone_, xb, self.stages_)
         else:
             with torch.autocast(xb.device.type, dtype=torch.bfloat16):
                 maps = [_float32(m) for m in _stage_maps(self.backbone_, xb, self.stages_)]
+        if self.pooling == "local":
+            return self._local(maps)
         return torch.cat([self._pool(m, s) for m, s in zip(maps, self.stages_)], dim=1)
+
+    def _local(self, maps):
+        """Local features ``(n, C, h, w)`` float32 (``pooling="local"``): each stage's maps
+        averaged over 3 x 3 neighbourhoods, resized to the finest stage's grid, of unit
+        length per location with ``normalize``, concatenated along the channels."""
+        for m, stage in zip(maps, self.stages_):
+            if not isinstance(m, torch.Tensor) or m.ndim != 4:
+                shape = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
+                raise ValueError(f"pooling='local' needs maps (n, C, h, w) from every stage; "
+                                 f"the backbone's output at stage={stage} is {shape}")
+        grid = max((tuple(m.shape[-2:]) for m in maps), key=math.prod)
+        out = []
+        for m in maps:
+            # count_include_pad=False: a border location averages the neighbours it has
+            m = F.avg_pool2d(m.float(), 3, stride=1, padding=1, count_include_pad=False)
+            if tuple(m.shape[-2:]) != grid:
+                m = F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+            if self.normalize:
+                m = F.normalize(m, dim=1, eps=1e-12)
+            out.append(m)
+        return torch.cat(out, dim=1)
 
     def _pool(self, maps, stage):
         """One stage's maps ``(n, C, ...)`` (or vectors ``(n, d)``) -> ``(n, C)`` float32,

@@ -839,10 +839,14 @@ def _restore_neighbors(model, fitted, tensors):
         raise ValueError(f"the fitted sections should be ['detector'], got {sorted(fitted)}")
     attrs = _decode_attributes(fitted["detector"], "fitted", tensors, model)
     missing = set(_WHITENED_REQUIRED) - set(attrs)
-    extra = set(attrs) - set(_WHITENED_REQUIRED) - set(_WHITENED_OPTIONAL)
+    extra = set(attrs) - set(_WHITENED_REQUIRED) - set(_WHITENED_OPTIONAL) - {"coreset_radius_"}
     if missing or extra:
         raise ValueError(f"fitted attributes {sorted(missing)} are missing" if missing
                          else f"unexpected fitted attributes {sorted(extra)}")
+    # a file from before max_samples indexed every training row
+    radius = attrs.setdefault("coreset_radius_", 0.0)
+    if not (_is_real(radius) and math.isfinite(radius) and radius >= 0):
+        raise ValueError(f"coreset_radius_ should be a finite float >= 0, got {radius!r}")
     shape = attrs["sample_shape_"] = check_sample_shape(attrs["sample_shape_"],
                                                         model._sample_ranks)
     _check_common_fitted(attrs, shape)

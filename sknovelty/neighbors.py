@@ -37,6 +37,9 @@ from .thresholds import ThresholdMixin
 
 __all__ = ["NearestNeighborDetector"]
 
+#: Dimensions of the random projection in which ``max_samples`` selects its coreset (PatchCore's)
+CORESET_DIMS = 128
+
 #: Values (float64) of the largest temporary array of a query: the block of query rows, the
 #: block's squared distances to every training row, the candidate differences (32 MB each).
 QUERY_VALUES = 1 << 22
@@ -92,6 +95,73 @@ class _NeighborIndex:
         return nearest[:, 1:] if exclude_self else nearest
 
 
+def greedy_coreset(points, m, start=0):
+    """Greedy k-center selection: ``m`` rows of ``points``, each next one the farthest (in
+    Euclidean distance) from those already chosen (Gonzalez, 1985: the largest distance of a
+    row to the chosen ones is at most twice the best any ``m`` rows achieve).
+
+    Each step measures the new row's distance only to the rows it may have come nearer to:
+    a row ``x`` whose nearest chosen row ``a`` lies at least ``2 d(x, a)`` from the new row
+    ``c`` keeps ``a`` (triangle inequality: ``d(x, c) >= d(a, c) - d(x, a) >= d(x, a)``), so
+    late steps, where every row is near a chosen one, touch few rows. The choices are those
+    of the plain algorithm: the distances that decide them are sums of squared differences
+    in float64, which depend on the two rows alone.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, d)
+    m : int
+        Rows to choose, ``1 <= m <= n``.
+    start : int
+        The first row chosen.
+
+    Returns
+    -------
+    chosen : ndarray of int of shape (m,)
+        Indices in the order chosen.
+    sq_radius : ndarray of shape (m,)
+        Before each choice, the largest squared distance of a row to the rows chosen so
+        far (``inf`` before the first): non-increasing; at the end every row lies within the
+        distance of the next row that would be chosen.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    n = len(points)
+    chosen = np.empty(m, dtype=np.intp)
+    sq_radius = np.empty(m)
+    sq_radius[0] = np.inf
+    centres = np.empty((m, points.shape[1]))  # the chosen rows, contiguous
+    centre_sq = np.empty(m)                    # and their squared norms
+    nearest = np.full(n, np.inf)               # distance of each row to its nearest chosen
+    owner = np.zeros(n, dtype=np.intp)         # which chosen row that is (order index)
+    j = int(start)
+    for i in range(m):
+        chosen[i] = j
+        centres[i] = points[j]
+        centre_sq[i] = centres[i] @ centres[i]
+        if i == 0:
+            rows = np.arange(n)
+        else:
+            # distances of the new row to the chosen ones, from one matrix-vector product,
+            # lowered by far more than its float64 rounding (about d * 1e-16 of the squared
+            # norms): a row is left out only when it surely cannot come nearer
+            sq = centre_sq[:i] + centre_sq[i] - 2.0 * (centres[:i] @ centres[i])
+            sq -= 1e-9 * (centre_sq[:i] + centre_sq[i])
+            gap = np.sqrt(np.maximum(sq, 0.0))
+            rows = np.flatnonzero(gap[owner] < 2.0 * nearest)
+        step = max(1, QUERY_VALUES // max(1, points.shape[1]))  # bounded temporaries
+        dist = np.concatenate([
+            np.sqrt(_row_sums_of_squares(points[rows[k:k + step]] - centres[i]))
+            for k in range(0, len(rows), step)]) if len(rows) else np.empty(0)
+        closer = dist < nearest[rows]
+        nearest[rows[closer]] = dist[closer]
+        owner[rows[closer]] = i
+        nearest[j] = 0.0
+        j = int(np.argmax(nearest))
+        if i + 1 < m:
+            sq_radius[i + 1] = nearest[j] ** 2
+    return chosen, sq_radius
+
+
 def _prepare(rows, metric):
     """Flat float32 rows as the float64 points distances are measured between (unit rows
     for the cosine distance; a row of zeros stays zero)."""
@@ -140,8 +210,21 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         ``offset_``.
     contamination : float in (0, 0.5], default=0.1
         ``offset_`` is the ``100 * contamination`` percentile of the reference scores.
+    max_samples : int, float or None, default=None
+        Size of the memory bank: ``None`` indexes every training row (after the held-out
+        ones). An int keeps at most that many rows, a float in (0, 1] that share of them,
+        chosen by greedy coreset selection (PatchCore: Roth et al., "Towards Total Recall in
+        Industrial Anomaly Detection", CVPR 2022, sec. 3.2, after Sener and Savarese, 2018):
+        each next row is the one farthest from those already kept, so the kept rows cover
+        the others (every training row lies within ``coreset_radius_`` of a kept one).
+        Scoring then costs ``max_samples`` rows instead of all; with ``n_neighbors=1`` a
+        score moves by at most ``coreset_radius_`` from the full bank's (triangle
+        inequality). Rows of more than 128 values are compared, as in PatchCore, in a
+        random projection to 128 dimensions (seeded by ``random_state``); that projection is
+        a BLAS product, so machines may then pick different rows at near-ties (the kept rows
+        are stored in a model file, and scoring is exact as always).
     random_state : int, RandomState instance or None, default=None
-        Seeds which rows are held out.
+        Seeds which rows are held out, and the coreset selection's start and projection.
     image_shape : tuple (C, H, W) or None, default=None
         Interpret flat rows ``(n, C*H*W)`` as images (so that integer pixel rows are scaled
         by their dtype's range), as for the deep detectors.
@@ -160,6 +243,10 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         training rows with ``validation_fraction=0``).
     reference_held_out_ : bool
         Whether the reference rows were held out of the index.
+    coreset_radius_ : float
+        The largest distance (Euclidean, between the rows as compared: unit rows for
+        ``metric="cosine"``) from a training row to the nearest row of the index; 0 when
+        every row is indexed (``max_samples`` None or at least the rows).
     sample_shape_ : tuple
         Shape of one training sample.
     n_features_in_ : int
@@ -175,10 +262,13 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
     Notes
     -----
     Scoring ``n`` samples against ``m`` training rows of ``d`` values takes ``O(n m d)``
-    time (one matrix product) and memory bounded by blocks of about 32 MB. Samples are
-    validated in blocks of at most 16,384 rows (``sknovelty._scoring.STREAM_ROWS``), so a
-    memory-mapped ``X`` is streamed. Values must fit in float32, as for every sknovelty
-    estimator; distances are computed in float64.
+    time (one matrix product) and memory bounded by blocks of about 32 MB. With
+    ``max_samples``, ``m`` is the bank's size, and ``fit`` adds the selection: one step per
+    kept row, each ``O(n)`` plus the distances to the rows the new one may come nearer to
+    (few, once the kept rows cover the data; ``sknovelty.neighbors.greedy_coreset``).
+    Samples are validated in blocks of at most 16,384 rows
+    (``sknovelty._scoring.STREAM_ROWS``), so a memory-mapped ``X`` is streamed. Values must
+    fit in float32, as for every sknovelty estimator; distances are computed in float64.
 
     Examples
     --------
@@ -191,12 +281,16 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
     """
 
     _file_kind = "neighbors"  # registered below, by name, for sknovelty.load
+    #: sizes nothing a load allocates (the kept rows are in the file)
+    _unbounded_params = ("max_samples",)
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "metric": [StrOptions({"euclidean", "cosine"})],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "contamination": [Interval(numbers.Real, 0, 0.5, closed="right")],
+        "max_samples": [None, Interval(numbers.Integral, 1, None, closed="left"),
+                        Interval(numbers.Real, 0, 1, closed="right")],
         "random_state": ["random_state"],
         "image_shape": [None, tuple, list],
         "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
@@ -208,11 +302,13 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
     _sample_ranks = ANY_RANK
 
     def __init__(self, n_neighbors=2, metric="euclidean", *, validation_fraction=0.1,
-                 contamination=0.1, random_state=None, image_shape=None, n_jobs=None):
+                 contamination=0.1, max_samples=None, random_state=None, image_shape=None,
+                 n_jobs=None):
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.validation_fraction = validation_fraction
         self.contamination = contamination
+        self.max_samples = max_samples
         self.random_state = random_state
         self.image_shape = image_shape
         self.n_jobs = n_jobs
@@ -262,22 +358,59 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
                 f"samples to fit with n_neighbors={k} and validation_fraction="
                 f"{self.validation_fraction}; got n_samples = {n}")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        order = np.random.RandomState(seed).permutation(n)
+        rng = np.random.RandomState(seed)
+        order = rng.permutation(n)
         train = np.ascontiguousarray(X[np.sort(order[n_val:])])
-        self.model_ = self._index(train)
+        keep, radius = self._coreset(train, rng)
+        self.coreset_radius_ = radius
+        self.model_ = self._index(train if keep is None else np.ascontiguousarray(train[keep]))
         if n_val:
             X_ref = np.ascontiguousarray(X[np.sort(order[:n_val])])
             scores = self._raw_score(X_ref)
-        else:  # leave-one-out: each row against the others
+        elif keep is None:  # leave-one-out: each row against the others
             X_ref = train
             with self._blas_threads():
                 scores = self._to_scores(self.model_.sq_distances(
                     self.model_.points, k + 1, exclude_self=True))
+        else:  # every row against the kept rows but itself
+            X_ref = train
+            with self._blas_threads():
+                sq = self.model_.sq_distances(_prepare(train, self.metric), k + 1)
+            kept = np.zeros(len(train), dtype=bool)
+            kept[keep] = True
+            # a kept row's nearest is itself (distance 0): drop it; others drop the last
+            scores = self._to_scores(np.where(kept[:, None], sq[:, 1:], sq[:, :-1]))
         check_score_spread(scores, X_ref, type(self).__name__)
         self.offset_ = float(np.percentile(scores, 100 * self.contamination))
         self._set_reference_scores(scores, held_out=n_val > 0)
         self.sample_shape_ = shape
         return self
+
+    def _coreset(self, rows, rng):
+        """``(kept, radius)``: the sorted indices of the rows ``max_samples`` keeps (``None``:
+        all of them) and ``coreset_radius_``."""
+        n, k = len(rows), self.n_neighbors
+        m = self.max_samples
+        if m is None:
+            return None, 0.0
+        m = int(m) if isinstance(m, numbers.Integral) else math.ceil(m * n)
+        if m >= n:
+            return None, 0.0
+        needed = k + 1 if self.validation_fraction == 0 else k
+        if m < needed:
+            raise ValueError(f"max_samples={self.max_samples!r} keeps {m} rows; "
+                             f"n_neighbors={k} needs at least {needed}")
+        points = _prepare(rows, self.metric)
+        if points.shape[1] > CORESET_DIMS:  # Johnson-Lindenstrauss: distances kept ~
+            projection = rng.standard_normal((points.shape[1], CORESET_DIMS))
+            points = points @ (projection / math.sqrt(CORESET_DIMS))
+        with self._blas_threads():
+            kept, _ = greedy_coreset(points, m, start=int(rng.randint(n)))
+        # the radius in the rows' own space (not the projection's), exactly as scored
+        index = _NeighborIndex(np.ascontiguousarray(rows[kept]), self.metric)
+        with self._blas_threads():
+            sq = index.sq_distances(_prepare(rows, self.metric), 1)
+        return np.sort(kept), float(np.sqrt(sq.max()))
 
     def _index(self, rows):
         """The index of the training ``rows`` (flat float32) that queries are answered from

@@ -74,6 +74,13 @@ class PatchwiseDetector(ThresholdMixin, io.ModelFileMixin, MetaEstimatorMixin, O
     first layer where this library's strides all but the last, and it trains 400 epochs with
     batch 1024).
 
+    PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR
+    2022) is this detector on the local features of a pretrained network, one location per
+    patch: ``make_pipeline(PretrainedEmbedding(stage=[3, 4], pooling="local"),
+    PatchwiseDetector(NearestNeighborDetector(n_neighbors=1, max_samples=0.1),
+    patch_size=1))`` (its memory bank: a coreset of a tenth of the training locations; see
+    :ref:`design-embedding-patches`).
+
     Parameters
     ----------
     estimator : estimator with ``fit`` and ``score_samples``
@@ -111,6 +118,7 @@ class PatchwiseDetector(ThresholdMixin, io.ModelFileMixin, MetaEstimatorMixin, O
     See Also
     --------
     sknovelty.AdversarialMaskingDetector : OLED, whose UCSD experiment scores patches.
+    sknovelty.PretrainedEmbedding : With ``pooling="local"``, the features PatchCore scores.
     sknovelty.video.frames_to_clips : Frames of a video as samples.
 
     Notes

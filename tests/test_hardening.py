@@ -285,6 +285,20 @@ def test_channels_last_images_are_refused_with_the_transpose(name):
         ESTIMATORS[name].tiny().fit(X)
 
 
+def test_small_square_channels_first_samples_are_not_taken_for_channels_last():
+    """Patches of feature maps (11 channels, 1 x 1 or 3 x 3 pixels, as PatchwiseDetector cuts
+    them) end in an axis of 1 or 3, yet a channels-last image as wide as its channel count
+    is no image: they are accepted, while 12 x 12 x 3 images are still refused."""
+    from sknovelty import NearestNeighborDetector
+
+    rng = np.random.RandomState(0)
+    for shape in [(11, 1, 1), (11, 3, 3), (40, 4, 4)]:
+        det = NearestNeighborDetector().fit(rng.rand(30, *shape).astype(np.float32))
+        assert det.sample_shape_ == shape
+    with pytest.raises(ValueError, match="channels-last"):
+        NearestNeighborDetector().fit(rng.rand(30, 12, 12, 3).astype(np.float32))
+
+
 def test_channels_last_clips_are_refused_and_image_shape_overrides():
     clips = np.random.RandomState(0).rand(12, 6, 8, 8, 1).astype(np.float32)
     with pytest.raises(ValueError, match=r"transpose\(0, 4, 1, 2, 3\)"):

@@ -200,3 +200,119 @@ def test_a_pipeline_with_the_detector_round_trips(tmp_path):
     io.save(pipe, tmp_path / "pipe.safetensors")
     again = load(tmp_path / "pipe.safetensors")
     assert_array_equal(again.score_samples(X), pipe.score_samples(X))
+
+
+# ---------------------------------------------------------------- coreset memory bank
+def test_greedy_coreset_is_farthest_first_and_within_twice_the_best_radius():
+    """On small sets, by brute force: each choice is the row farthest from those chosen,
+    the reported radii are the true ones, and the final radius is at most twice the best
+    any ``m`` rows achieve (Gonzalez's bound)."""
+    from itertools import combinations
+
+    rng = np.random.RandomState(0)
+    for trial in range(20):
+        P = rng.normal(size=(9, 3)) * rng.uniform(0.1, 10)
+        m = 1 + trial % 4
+        chosen, sq_radius = neighbors_module.greedy_coreset(P, m, start=trial % 9)
+        assert chosen[0] == trial % 9 and len(set(chosen)) == m and np.isinf(sq_radius[0])
+        D = np.linalg.norm(P[:, None] - P[None], axis=2)
+        for i in range(1, m):
+            to_chosen = D[:, chosen[:i]].min(axis=1)
+            # ties within rounding may go either way
+            assert to_chosen[chosen[i]] >= to_chosen.max() * (1 - 1e-5)
+            np.testing.assert_allclose(np.sqrt(sq_radius[i]), to_chosen[chosen[i]],
+                                       rtol=1e-4, atol=1e-6 * D.max())
+        final = D[:, chosen].min(axis=1).max()
+        best = min(D[:, list(c)].min(axis=1).max() for c in combinations(range(9), m))
+        assert final <= 2 * best * (1 + 1e-5) + 1e-6 * D.max()
+
+
+def test_greedy_coreset_skips_only_rows_that_cannot_come_nearer():
+    """The triangle-inequality shortcut changes no choice: on clustered rows (where it skips
+    the most) the chosen rows and radii are those of the plain farthest-first loop."""
+    rng = np.random.RandomState(4)
+    P = rng.normal(size=(40, 16)).repeat(50, axis=0) + 0.2 * rng.normal(size=(2000, 16))
+    chosen, sq_radius = neighbors_module.greedy_coreset(P, 150, start=7)
+    nearest, plain, radii = np.full(len(P), np.inf), [7], [np.inf]
+    for i in range(150):
+        nearest = np.minimum(nearest, np.sqrt(((P - P[plain[-1]]) ** 2).sum(axis=1)))
+        if i < 149:
+            plain.append(int(np.argmax(nearest)))
+            radii.append(nearest.max() ** 2)
+    assert_array_equal(chosen, plain)
+    # the same float64 differences, summed in another order: 1e-12 relative
+    np.testing.assert_allclose(sq_radius, radii, rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_a_coreset_bank_moves_a_1nn_score_by_at_most_its_radius(metric):
+    """With n_neighbors=1, the distance to the kept rows is at most the distance to the
+    nearest training row plus ``coreset_radius_`` (triangle inequality), and at least it."""
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(600, 8)).astype(np.float32)
+    Q = rng.normal(size=(50, 8)) * 1.5
+    full = NearestNeighborDetector(n_neighbors=1, metric=metric, random_state=0).fit(X)
+    core = NearestNeighborDetector(n_neighbors=1, metric=metric, max_samples=60,
+                                   random_state=0).fit(X)
+    assert len(core.model_.rows) == 60 and full.coreset_radius_ == 0.0
+    # the radius is the largest distance of a training row to the bank, measured exactly
+    kept = {r.tobytes() for r in core.model_.rows}
+    assert all(r.tobytes() in {x.tobytes() for x in full.model_.rows} for r in core.model_.rows)
+    to_bank = NearestNeighborDetector(n_neighbors=1, metric=metric, validation_fraction=0
+                                      ).fit(core.model_.rows + 0)  # an index of the bank
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        others = np.array([r for r in full.model_.rows if r.tobytes() not in kept])
+    radius = -to_bank.score_samples(others).min()
+    if metric == "cosine":  # scores are (1 - cos) = |u - v|^2 / 2 between unit rows
+        radius = math.sqrt(2 * radius)
+    np.testing.assert_allclose(core.coreset_radius_, radius, rtol=1e-12)
+    gap = full.score_samples(Q) - core.score_samples(Q)
+    if metric == "cosine":  # compare distances |u - v|, not (1 - cos)
+        gap = np.sqrt(-2 * core.score_samples(Q)) - np.sqrt(-2 * full.score_samples(Q))
+    # float64 distances of float32 rows: 1e-12 is far above their rounding
+    assert (gap >= -1e-12).all() and (gap <= core.coreset_radius_ + 1e-12).all()
+    assert gap.max() > 0  # the bank is smaller, and it shows
+
+
+def test_max_samples_sizes_the_bank_and_keeps_the_reference_in_sample_rules():
+    rng = np.random.RandomState(2)
+    X = rng.normal(size=(100, 5)).astype(np.float32)
+    whole = NearestNeighborDetector(random_state=0).fit(X)
+    for m in (90, 500, 1.0):  # 90 held-in rows after 10 held out: all kept, same as None
+        same = NearestNeighborDetector(max_samples=m, random_state=0).fit(X)
+        assert_array_equal(same.model_.rows, whole.model_.rows)
+        assert same.coreset_radius_ == 0.0
+    assert len(NearestNeighborDetector(max_samples=0.25, random_state=0).fit(X)
+               .model_.rows) == math.ceil(0.25 * 90)
+    # without a held-out part: each row against the kept rows other than itself
+    det = _quiet(NearestNeighborDetector(n_neighbors=2, validation_fraction=0, max_samples=10,
+                                         random_state=0).fit, X)
+    bank = det.model_.rows.astype(np.float64)
+    D = np.linalg.norm(X[:, None].astype(np.float64) - bank[None], axis=2)
+    D[D == 0] = np.inf  # a kept row is not its own neighbour
+    expected = np.sort(-np.sort(D, axis=1)[:, :2].mean(axis=1))
+    np.testing.assert_allclose(det.reference_scores_, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="max_samples=1 keeps 1 rows; n_neighbors=2"):
+        NearestNeighborDetector(max_samples=1).fit(X)
+    for bad in (0, -3, 0.0, 1.5):
+        with pytest.raises(ValueError, match="max_samples"):
+            NearestNeighborDetector(max_samples=bad).fit(X)
+
+
+def test_a_coreset_detector_round_trips_and_old_files_load_with_radius_zero(tmp_path):
+    rng = np.random.RandomState(3)
+    X = rng.rand(300, 6).astype(np.float32)
+    det = NearestNeighborDetector(max_samples=40, random_state=0).fit(X)
+    det.save(tmp_path / "core.safetensors")
+    again = load(tmp_path / "core.safetensors")
+    assert again.coreset_radius_ == det.coreset_radius_ > 0
+    assert_array_equal(again.score_samples(X), det.score_samples(X))
+    # a bank larger than the size limit of other integer parameters still loads
+    big = NearestNeighborDetector(max_samples=10_000, random_state=0).fit(X)
+    big.save(tmp_path / "big.safetensors")
+    assert load(tmp_path / "big.safetensors").max_samples == 10_000
+    # a file written before max_samples has no coreset_radius_: every row was indexed
+    del det.coreset_radius_
+    det.save(tmp_path / "old.safetensors")
+    assert load(tmp_path / "old.safetensors").coreset_radius_ == 0.0
