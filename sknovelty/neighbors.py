@@ -212,7 +212,8 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         ``offset_`` is the ``100 * contamination`` percentile of the reference scores.
     max_samples : int, float or None, default=None
         Size of the memory bank: ``None`` indexes every training row (after the held-out
-        ones). An int keeps at most that many rows, a float in (0, 1] that share of them,
+        ones). An int keeps at most that many rows, a float in (0, 1] that share of them
+        (rounded up, and at least the rows ``n_neighbors`` needs),
         chosen by greedy coreset selection (PatchCore: Roth et al., "Towards Total Recall in
         Industrial Anomaly Detection", CVPR 2022, sec. 3.2, after Sener and Savarese, 2018):
         each next row is the one farthest from those already kept, so the kept rows cover
@@ -393,10 +394,11 @@ class NearestNeighborDetector(ThresholdMixin, io.ModelFileMixin, OutlierMixin, B
         m = self.max_samples
         if m is None:
             return None, 0.0
-        m = int(m) if isinstance(m, numbers.Integral) else math.ceil(m * n)
+        needed = k + 1 if self.validation_fraction == 0 else k
+        # a share keeps at least the rows n_neighbors needs; a count is taken as given
+        m = int(m) if isinstance(m, numbers.Integral) else max(math.ceil(m * n), needed)
         if m >= n:
             return None, 0.0
-        needed = k + 1 if self.validation_fraction == 0 else k
         if m < needed:
             raise ValueError(f"max_samples={self.max_samples!r} keeps {m} rows; "
                              f"n_neighbors={k} needs at least {needed}")

@@ -40,8 +40,19 @@ ROW_POSITION_ROUNDING = {
 }
 
 
+# NearestNeighborDetector with validation_fraction=0 sets offset_ on leave-one-out scores
+# (each training row against the others: its documented in-sample reference), while predict
+# scores a training row against an index that holds it, at distance 0: the training rows look
+# more normal to predict than to offset_, so these checks fail for it as for held-out rows.
+LEAVE_ONE_OUT_OFFSET = {
+    check: "offset_ is set on leave-one-out scores; predict sees each training row itself"
+    for check in HELD_OUT_OFFSET}
+
+
 def _expected_failures(estimator):
     failures = dict(HELD_OUT_OFFSET) if getattr(estimator, "validation_fraction", 0) > 0 else {}
+    if isinstance(estimator, sknovelty.NearestNeighborDetector) and not failures:
+        failures.update(LEAVE_ONE_OUT_OFFSET)
     if isinstance(estimator, BaseDeepDetector):
         failures.update(ROW_POSITION_ROUNDING)
     return failures
@@ -55,7 +66,9 @@ VARIANTS = [tiny_lsa(validation_fraction=0.0, cpd="logistic_mixture", cpd_compon
             tiny_ae(validation_fraction=0.0),
             tiny_oled(validation_fraction=0.0, threshold="sigmoid"),
             tiny_mmp(validation_fraction=0.0, loss="naive"),
-            tiny_ltg(validation_fraction=0.0, noise="gaussian"), tiny_flow(validation_fraction=0.0)]
+            tiny_ltg(validation_fraction=0.0, noise="gaussian"), tiny_flow(validation_fraction=0.0),
+            # a coreset memory bank: half the rows, at least those n_neighbors needs
+            ESTIMATORS["kNN"].tiny(max_samples=0.5, validation_fraction=0.0)]
 
 
 # ranges that the classes declare in ``_parameter_constraints`` (scikit-learn checks them

@@ -295,6 +295,10 @@ def test_max_samples_sizes_the_bank_and_keeps_the_reference_in_sample_rules():
     np.testing.assert_allclose(det.reference_scores_, expected, rtol=1e-12)
     with pytest.raises(ValueError, match="max_samples=1 keeps 1 rows; n_neighbors=2"):
         NearestNeighborDetector(max_samples=1).fit(X)
+    # a share too small for n_neighbors keeps the rows it needs (here 3 of 100, no held-out)
+    small = _quiet(NearestNeighborDetector(n_neighbors=2, validation_fraction=0,
+                                           max_samples=0.001, random_state=0).fit, X)
+    assert len(small.model_.rows) == 3 and np.isfinite(small.reference_scores_).all()
     for bad in (0, -3, 0.0, 1.5):
         with pytest.raises(ValueError, match="max_samples"):
             NearestNeighborDetector(max_samples=bad).fit(X)
