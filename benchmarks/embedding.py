@@ -131,6 +131,17 @@ def _best_pixel(out):
     return best
 
 
+def pixel_cell(best, name):
+    """``"method AUROC"`` of the best pixel-space method of set ``name`` (from
+    :func:`_best_pixel`), or a dash."""
+    return f"{best[name][0]} {best[name][1]:.3f}" if name in best else "—"
+
+
+def pixel_row(best, sets):
+    """The table row ``| best pixel-space score | ... |`` over ``sets``."""
+    return "| best pixel-space score | " + " | ".join(pixel_cell(best, s) for s in sets) + " |"
+
+
 def report(out, info):
     rows = read_jsonl(os.path.join(out, STEM + ".jsonl"))
     speed = [r for r in rows if "rate" in r]

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from _common import (append_jsonl, pending, provenance_lines, read_jsonl, resumable_main,
                      save_result)
-from embedding import IMAGE_SETS, _best_pixel
+from embedding import IMAGE_SETS, _best_pixel, pixel_cell, pixel_row
 from embedding_stages import unit
 
 from sknovelty import NearestNeighborDetector, PretrainedEmbedding
@@ -184,9 +184,7 @@ def report(out, rows, info):
             else:
                 cells.append("—")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines.append("| best pixel-space score | " + " | ".join(
-        f"{best_pixel[s][0]} {best_pixel[s][1]:.3f}" if s in best_pixel else "—"
-        for s in IMAGE_SETS) + " |")
+    lines.append(pixel_row(best_pixel, IMAGE_SETS))
     lines += ["", "## Best embedding pipeline per set", "",
               "The largest mean of the pipelines above, per set: a pick made on these test "
               "labels, so an optimistic figure for what the features can reach, not a "
@@ -198,7 +196,7 @@ def report(out, rows, info):
         if not have or s not in best_pixel:
             continue
         value, c = max(have)
-        lines.append(f"| {s} | {c} | {value:.3f} | {best_pixel[s][0]} {best_pixel[s][1]:.3f} "
+        lines.append(f"| {s} | {c} | {value:.3f} | {pixel_cell(best_pixel, s)} "
                      f"| {value - best_pixel[s][1]:+.3f} |")
     save_result(out, "embedding_gap", lines, {"provenance": info, "rows": rows})
 

@@ -27,7 +27,7 @@ resumes); ``--report`` rewrites ``embedding_spatial.{md,json}`` from them.
 import numpy as np
 import torch
 from _common import append_jsonl, pending, provenance_lines, resumable_main, save_result
-from embedding import IMAGE_SETS, _best_pixel
+from embedding import IMAGE_SETS, _best_pixel, pixel_cell, pixel_row
 
 from sknovelty import NearestNeighborDetector, PretrainedEmbedding
 from sknovelty.datasets import load_suite_task
@@ -81,9 +81,7 @@ def report(out, rows, info):
              "| configuration | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
     for c in configs:
         lines.append(f"| {c} | " + " | ".join(f"{mean[(c, s)]:.3f}" for s in sets) + " |")
-    lines.append("| best pixel-space score | " + " | ".join(
-        f"{best_pixel[s][0]} {best_pixel[s][1]:.3f}" if s in best_pixel else "—"
-        for s in sets) + " |")
+    lines.append(pixel_row(best_pixel, sets))
     lines += ["", "## Chosen without the set's labels", "",
               "Per set: the configuration with the best mean over the other sets (all, and all "
               "but photos), its AUROC on the set left out, and the per-set best (picked on that "
@@ -96,7 +94,7 @@ def report(out, rows, info):
         a = leave_one_out(mean, configs, s, sets)
         b = leave_one_out(mean, configs, s, no_photos) if s != "photos" else None
         top = max(configs, key=lambda c: (mean[(c, s)], c))
-        pixel = f"{best_pixel[s][0]} {best_pixel[s][1]:.3f}" if s in best_pixel else "—"
+        pixel = pixel_cell(best_pixel, s)
         without = f"{b} | {mean[(b, s)]:.3f}" if b else "— | —"
         lines.append(f"| {s} | {a} | {mean[(a, s)]:.3f} | {without} | {top} | "
                      f"{mean[(top, s)]:.3f} | {pixel} |")
