@@ -508,6 +508,8 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         super().__setstate__(state)
         if hasattr(self, "backbone_") and not hasattr(self, "stages_"):
             self.stages_ = self._resolve_stages(self.backbone_)
+        if hasattr(self, "n_features_out_") and not hasattr(self, "feature_shape_"):
+            self.feature_shape_ = (self.n_features_out_,)  # pooled vectors only, then
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -687,7 +689,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         block = self._block_rows(math.prod(self.sample_shape_))
         if n is None or n <= block:
             return self._transform_block(validate_samples(self, X, reset=False, ranks=(3,)))
-        out = np.empty((n, *self._feature_shape()), dtype=np.float32)
+        out = np.empty((n, *self.feature_shape_), dtype=np.float32)
         for start in range(0, n, block):
             out[start:start + block] = self._transform_block(
                 validate_samples(self, X[start:start + block], reset=False, ranks=(3,)))
@@ -696,7 +698,7 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
     def _transform_block(self, X):
         """Features of validated float32 images ``X``, ``batch_size`` images per pass."""
         n, size = len(X), self.batch_size
-        out = np.empty((n, *self._feature_shape()), dtype=np.float32)
+        out = np.empty((n, *self.feature_shape_), dtype=np.float32)
         with warnings.catch_warnings():  # a read-only array: only read here
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             X = torch.from_numpy(X)
@@ -721,11 +723,6 @@ class PretrainedEmbedding(TransformerMixin, BaseEstimator):
         xb = (xb - mean) / std
         return xb.contiguous(memory_format=torch.channels_last if self._channels_last()
                              else torch.contiguous_format)
-
-    def _feature_shape(self):
-        """``feature_shape_``, or ``(n_features_out_,)`` for a transformer fitted before it
-        existed."""
-        return getattr(self, "feature_shape_", (self.n_features_out_,))
 
     def _features(self, xb):
         """Pooled features ``(n, d)`` (``pooling="local"``: maps ``(n, C, h, w)``) float32 of

@@ -116,11 +116,11 @@ def test_pickles_from_before_several_stages_transform_as_then(images):
     emb = tiny(stage=2).fit(images)
     expected = emb.transform(images)
     state = emb.__getstate__()
-    for name in ("normalize", "stages_"):  # what a pickle of the one-stage version lacks
+    for name in ("normalize", "stages_", "feature_shape_"):  # what an old pickle lacks
         del state[name]
     old = PretrainedEmbedding.__new__(PretrainedEmbedding)
     old.__setstate__(state)
-    assert old.normalize is False and old.stages_ == (2,)
+    assert old.normalize is False and old.stages_ == (2,) and old.feature_shape_ == (5,)
     np.testing.assert_array_equal(old.transform(images), expected)
 
 
