@@ -21,7 +21,10 @@ Data (all offline):
   ``bikes`` street clip). Chosen before any score was seen: the share of training frames, the
   other clip and the event length. ``market_street_64``: the same at 64 x 64;
   ``market_street_60``: the same test video, trained on only the 60 frames before it (as
-  long as the short clips' training halves).
+  long as the short clips' training halves). ``carphone_single`` and ``bigbuckbunny_single``:
+  the short clips with one event per test video (16 copies, each kind once in each quarter):
+  with four 8-frame events in 60-66 frames, every 16-frame window of the short clips holds
+  an event, so a clip method's score cannot localise one there.
 
 Methods, at their defaults except where ``METHODS`` says otherwise, each change made for the
 2-minute fit budget on 2 cores before any test score was seen: epochs (AE and LSA 20, MMP-AMS
@@ -50,7 +53,13 @@ maps scored frame by frame (each frame's own error in each clip that holds it, R
 LSA) instead of giving a clip's score to all its frames; ``auroc_pooled``, the frame AUROC
 without per-video normalisation; ``motion_check``, the AUROC between normal test clips played
 forward and the same clips played backwards or at 3x speed (only where the test videos have
-stretches of 48 normal frames).
+stretches of 48 normal frames); ``training``, the optimizer steps, the batch size, the last
+epoch's loss on the held-out normal training clips and the flat-input check
+(``simple_input_auroc_``). The ``AE 3-D``, ``LSA`` and ``LTG`` rows train with batches of 64
+clips (their default when those rows were written), which leaves them 1 optimizer step per
+epoch on the short clips; the ``..., batch 8`` rows (ITAE's default batch) take 5-8x the
+steps for about the same arithmetic. The batch size is judged by the held-out normal loss,
+never by the test labels.
 
 Nothing here is tuned on the test labels: every setting is a default or the epoch budget.
 Rows are appended to ``video.jsonl`` as they finish; a rerun skips rows already there.
@@ -99,7 +108,8 @@ METHODS = {
     "LSA": (lambda s, e: LatentAutoregressiveDetector(estimator_channels=(4, 4, 4, 4),
                                                       epochs=e or 20, batch_size=64,
                                                       random_state=s), "clips"),
-    # the same at their current default, batch_size="auto"
+    # the same at batch_size="auto" as it was when the rows were written (64, or n // 6 on
+    # fewer than 384 clips); "auto" is now 8 on clips, as in the "..., batch 8" rows
     "AE 3-D, batch auto": (lambda s, e: AutoencoderDetector(epochs=e or 20, random_state=s),
                            "clips"),
     "LSA, batch auto": (lambda s, e: LatentAutoregressiveDetector(
@@ -112,6 +122,15 @@ METHODS = {
     # LTG: batch 64, its default when the rows were written (now "auto")
     "LTG": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, batch_size=64,
                                                random_state=s), "clips"),
+    # the training-length measurement: the clip models above take 1 optimizer step per epoch
+    # on the short clips' ~45 training clips at batch 64, against the frame AE's 300 steps;
+    # batch 8 (ITAE's default) gives them 5-8x the steps for about the same arithmetic
+    "AE 3-D, batch 8": (lambda s, e: AutoencoderDetector(epochs=e or 20, batch_size=8,
+                                                         random_state=s), "clips"),
+    "LSA, batch 8": (lambda s, e: LatentAutoregressiveDetector(
+        estimator_channels=(4, 4, 4, 4), epochs=e or 20, batch_size=8, random_state=s), "clips"),
+    "LTG, batch 8": (lambda s, e: PseudoAnomalyDetector(width=0.25, epochs=e or 30, batch_size=8,
+                                                        random_state=s), "clips"),
     "ITAE": (lambda s, e: TwoPathFlowDetector(width=0.125, random_state=s,
                                               **({"epochs": e, "flow_epochs": e} if e else {})),
              "clips"),
@@ -125,10 +144,13 @@ METHODS = {
 #: at most this many training patches for OLED (frames subsampled evenly): its fit budget
 MAX_PATCHES = 480
 SETS = ("objects", "carphone", "bigbuckbunny", "market_street", "market_street_64",
-        "market_street_60")
-#: variants of a set: the same test videos at another frame size, or fewer training frames
+        "market_street_60", "carphone_single", "bigbuckbunny_single")
+#: variants of a set: the same test videos at another frame size, fewer training frames, or
+#: one event per test video (16 copies: each kind once in each quarter)
 VARIANTS = {"market_street_64": ("market_street", dict(size=64)),
-            "market_street_60": ("market_street", dict(train_frames=60))}
+            "market_street_60": ("market_street", dict(train_frames=60)),
+            "carphone_single": ("carphone", dict(single=True)),
+            "bigbuckbunny_single": ("bigbuckbunny", dict(single=True))}
 #: market_street: training frames (the rest is the test video) and frames per injected event
 STREET_TRAIN, STREET_EVENT = 1200, 24
 #: the frames of the first test video kept in each row, for the plot of scores against events
@@ -158,7 +180,25 @@ RUN_NOTES = ["rows whose machine says 'torch threads 1' ran with one torch threa
              "Embedding kNN frames: rerun with `PretrainedEmbedding`'s current default features "
              "(every stage, max-pooled, unit length). With the earlier default (the head's "
              "features, average-pooled, not normalised) the frame AUROCs were 0.806 (objects), "
-             "0.603 (carphone), 0.651 (bigbuckbunny) and 0.625 (market_street), 3 seeds."]
+             "0.603 (carphone), 0.651 (bigbuckbunny) and 0.625 (market_street), 3 seeds.",
+             "training: the first ``..., batch 8`` rows (carphone, bigbuckbunny, market_street) "
+             "were written while ``steps`` still counted the validation batches too; their "
+             "steps were corrected by that exact count (epochs x ceil(held-out clips / batch)). "
+             "The rows of the short clips hold no flat-input check; the ``_single`` rows train "
+             "on the same frames with the same seeds, so their training table stands for both.",
+             "training at batch 64 where the rows hold none (seed 0, rerun only to read the "
+             "training record: `python benchmarks/video.py --sets market_street objects --methods "
+             "'AE 3-D' LSA LTG --seeds 0 --out /tmp/v64`): held-out loss / flat-input AUROC: "
+             "market_street 3-D AE 623 / 0.16, LSA 1568 / 0.64, LTG 0.0359 / 0.43; objects "
+             "3-D AE 589 / 0.00, LSA 1688 / 0.00, LTG 0.149 / 0.00 (100, 100 and 150 steps on "
+             "the film; 40, 40 and 60 on objects). Frame AUROCs of these reruns: 0.644 / 0.639 / "
+             "0.727 and 0.625 / 0.632 / 0.757.",
+             "market_street, 2-core fit times at batch 8: seed 0 of the 3-D AE, LSA and LTG "
+             "rerun alone at two threads on 2026-12-06 22:29 UTC (`python benchmarks/video.py "
+             "--sets market_street --methods 'AE 3-D, batch 8' 'LSA, batch 8' 'LTG, batch 8' "
+             "--seeds 0 --out /tmp/timing2`) fitted in 115 / 143 / 91 s (AUROC 0.681 / 0.716 / "
+             "0.743 against the one-thread rows' 0.691 / 0.740 / 0.751: float32 sums in another "
+             "order): LSA misses 2 minutes on the film by 23 s."]
 #: MMP-AMS Table 5: aspects added one by one (scored from the full model's z-scored errors)
 ASPECT_STEPS = (("F",), ("F", "O"), ("F", "O", "C"), ("F", "O", "C", "location"))
 
@@ -187,6 +227,8 @@ def load_set(name, data_seed=0):
     else:
         other = load_sample_video("bigbuckbunny" if name == "carphone" else "carphone")
         half, length = len(video) // 2, 8
+    if options.get("single"):
+        return ([video[:half]], *_single_events(video[half:], other, length, data_seed), None)
     test, labels, events = [], [], []
     for copy in range(4):  # each kind once in each slot: the scene drifts over the video
         kinds = INJECTED_ANOMALIES[copy:] + INJECTED_ANOMALIES[:copy]
@@ -197,6 +239,22 @@ def load_set(name, data_seed=0):
         events.append(ev)
     # fewer training frames: those just before the test video (as in the short clips)
     return [video[half - options.get("train_frames", half):half]], test, labels, events, None
+
+
+def _single_events(video, other, length, data_seed):
+    """16 copies of the test video, each with one event: each kind once in each quarter (the
+    event starts within 4 frames of the quarter's first frame)."""
+    test, labels, events = [], [], []
+    quarter = len(video) // 4
+    for slot in range(4):
+        start = slot * quarter
+        for i, kind in enumerate(INJECTED_ANOMALIES):
+            frames, lab, ev = inject_video_anomalies(video[start:], other, (kind,), length=length,
+                                                     random_state=data_seed * 100 + slot * 4 + i)
+            test.append(np.concatenate([video[:start], frames]).astype(np.float32))
+            labels.append(np.r_[np.ones(start, lab.dtype), lab])
+            events.append([(k, a + start, b + start) for k, a, b in ev])
+    return test, labels, events
 
 
 def _object_rows(train_videos, test_videos, d):
@@ -281,14 +339,14 @@ def fit_and_score(method, seed, epochs, data):
         with Stopwatch() as fit:
             det.fit(X)
         with Stopwatch() as scoring:
-            if method == "LTG":
+            if method.startswith("LTG"):
                 scores = video_frame_scores(lambda c: det.score_components(c)["psnr"], test, T, 1,
                                             frame_offset=det.score_frame)
             elif method == "ITAE":
                 scores = _itae_scores(det, test)
             else:
                 scores = video_frame_scores(det.score_samples, test, T, 2)
-        if getattr(det, "_score_maps", False) and method not in ("LTG", "ITAE"):
+        if getattr(det, "_score_maps", False) and not method.startswith(("LTG", "ITAE")):
             # the same model, each frame scored by its own error in each clip that holds it
             # (LTG scores one frame already; ITAE's score is not a sum of its maps)
             extra["frame maps"] = video_frame_scores(frame_map_scores(det), test, T, 2)
@@ -322,7 +380,20 @@ def fit_and_score(method, seed, epochs, data):
             extra[" + ".join(step)] = [object_to_frame_scores(
                 -sum(det._normalized(a, t[a]) for a in step), r.frame_index, len(v))
                 for t, r, v in zip(terms, test_rows, test)]
+    history = getattr(getattr(det, "net_", None), "history", None)
+    if history:  # how long it trained, and how well it fits held-out normal data
+        extra["training"] = {
+            "steps": sum("train_loss" in b for h in history for b in h["batches"]),
+            "batch_size": getattr(det, "batch_size_", det.get_params().get("batch_size")),
+            "valid_loss": _number(history[-1].get("valid_loss")),
+            # flat inputs against held-out normal ones (0.5: no preference)
+            "simple_input_auroc": _number(getattr(det, "simple_input_auroc_", None))}
     return scores, extra, fit.seconds, sum(len(v) for v in test) / scoring.seconds
+
+
+def _number(value):
+    """A float for the JSON rows, None where there is none."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def run(args):
@@ -356,6 +427,7 @@ def run(args):
                     continue
                 scores, extra, fit_s, rate = fit_and_score(method, seed, args.epochs, data)
                 motion = extra.pop("motion check", None)
+                training = extra.pop("training", None)
                 row = dict(set=name, method=method, seed=seed, fit_s=fit_s, frames_per_s=rate,
                            epochs=args.epochs, run=info["command"], date=info["date"],
                            machine=info["machine"],
@@ -364,6 +436,7 @@ def run(args):
                            # per-video min-max normalisation measured: the same without it
                            auroc_pooled=auroc(np.concatenate(data[2]), np.concatenate(scores)),
                            **({"motion_check": motion} if motion else {}),
+                           **({"training": training} if training else {}),
                            **{PLOTTED: np.round(minmax_per_video(scores)[0], 4).tolist()})
                 with open(path, "a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -381,7 +454,11 @@ REAL_SETS = ("carphone", "bigbuckbunny", "market_street")
 BASELINES = ("AE frames", "kNN frames")
 
 
-def _real_footage_lines(rows):
+#: the same comparison where every test video holds one event (windows without events exist)
+SINGLE_SETS = ("carphone_single", "bigbuckbunny_single", "market_street")
+
+
+def _real_footage_lines(rows, sets=REAL_SETS, title=None):
     """The targets' table: each method's frame AUROC per real-footage set and its mean over
     them (methods with 3 seeds on every set), against the frame autoencoder and pixel kNN."""
     def mean_of(method, name, part=None):
@@ -394,7 +471,7 @@ def _real_footage_lines(rows):
     table = []
     for method, part in cases:
         try:
-            values = [mean_of(method, name, part) for name in REAL_SETS]
+            values = [mean_of(method, name, part) for name in sets]
         except KeyError:  # rows without that part
             continue
         if all(v is not None for v in values):
@@ -402,17 +479,25 @@ def _real_footage_lines(rows):
     if not table:
         return []
     base = {label: mean for label, _, mean in table if label in BASELINES}
-    out = ["## Real footage: every method against the frame baselines", "",
+    out = [title or "## Real footage: every method against the frame baselines", "",
            "Frame AUROC, mean over 3 seeds, per real-footage set and the mean over the sets "
            "(methods with 3 seeds on each); the targets: every clip method at or above the "
            "frame autoencoder, the best at or above nearest neighbours on pixels.", "",
-           "| method | " + " | ".join(REAL_SETS) + " | mean | vs AE frames | vs kNN frames |",
-           "|---" * (len(REAL_SETS) + 4) + "|"]
+           "| method | " + " | ".join(sets) + " | mean | vs AE frames | vs kNN frames |",
+           "|---" * (len(sets) + 4) + "|"]
     for label, values, mean in sorted(table, key=lambda t: -t[2]):
         diffs = [f"{mean - base[b]:+.3f}" if b in base else "–" for b in BASELINES]
         out.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values)
                    + f" | {mean:.3f} | " + " | ".join(diffs) + " |")
-    return out + [""]
+    shares = []
+    for name in sets:
+        try:
+            shares.append(f"{name} {clean_clip_share(load_set(name)[2]):.0%}")
+        except ImportError:  # the film's wheel is missing: the report still writes
+            pass
+    return out + ["", f"Windows of {T} test frames that hold no injected frame (a clip "
+                  "method's score can only localise an event between such windows): "
+                  + ", ".join(shares) + ".", ""]
 
 
 def _diagnosis_lines(rows, order):
@@ -438,7 +523,31 @@ def _diagnosis_lines(rows, order):
                        f"{checks[0]['clips']} | {_cell([c['reversed'] for c in checks])} | "
                        f"{_cell([c['skipped'] for c in checks])} |")
         out.append("")
+    trained = [m for m in order if any("training" in r for r in rows if r["method"] == m)]
+    if trained:
+        out += ["Training (rows that recorded it): optimizer steps, batch size, the last "
+                "epoch's loss on the held-out normal training clips (each model's own loss: "
+                "compare rows of one model), and ``simple_input_auroc_`` (flat inputs against "
+                "held-out normal ones; 0: every flat input scores as more normal):", "",
+                "| method | seeds | steps | batch | held-out loss | flat-input AUROC |",
+                "|---|---|---|---|---|---|"]
+        for m in trained:
+            rs = [r for r in rows if r["method"] == m and "training" in r]
+            t = [r["training"] for r in rs]
+            flat = [x["simple_input_auroc"] for x in t if x.get("simple_input_auroc") is not None]
+            out.append(f"| {m} | {', '.join(str(r['seed']) for r in rs)} | "
+                       f"{np.mean([x['steps'] for x in t]):.0f} | {t[0]['batch_size']} | "
+                       f"{np.mean([x['valid_loss'] for x in t]):.4g} | "
+                       f"{_cell(flat) if flat else '–'} |")
+        out.append("")
     return out
+
+
+def clean_clip_share(labels, length=T):
+    """Share of the test videos' windows of ``length`` frames that hold no anomalous frame:
+    where it is 0, every clip holds an event and a clip's score cannot localise one."""
+    windows = [np.convolve(lab == -1, np.ones(length, int), "valid") for lab in labels]
+    return float(np.mean(np.concatenate(windows) == 0))
 
 
 def report(args):
@@ -455,6 +564,7 @@ def report(args):
               __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0].strip(), ""]
     payload = {"provenance": info, "rows": rows}
     lines += _real_footage_lines(rows)
+    lines += _real_footage_lines(rows, SINGLE_SETS, "## Real footage, one event per test video")
     for name in SETS:
         sub = [r for r in rows if r["set"] == name]
         if not sub:

@@ -82,13 +82,17 @@ class ScoringMixin:
 
     #: ``batch_size="auto"``: the largest batch, and the fewest batches an epoch should have
     AUTO_BATCH = (64, 6)
+    #: ``batch_size="auto"`` on video clips (samples ``(C, T, H, W)``): the batch
+    AUTO_CLIP_BATCH = 8
 
     def _resolve_batch_size(self, n_train):
-        """The training batch size: ``batch_size``, or for ``"auto"`` 64 unless the
-        ``n_train`` rows would make fewer than 6 such batches (then ``n_train // 6``, >= 8):
-        :ref:`design-batch-size-auto`."""
+        """The training batch size: ``batch_size``, or for ``"auto"`` 8 on video clips, else
+        64 unless the ``n_train`` rows would make fewer than 6 such batches (then
+        ``n_train // 6``, >= 8): :ref:`design-batch-size-auto`."""
         if self.batch_size != "auto":
             return self.batch_size
+        if len(getattr(self, "sample_shape_", ())) == 4:
+            return self.AUTO_CLIP_BATCH
         largest, min_batches = self.AUTO_BATCH
         if n_train is None or math.ceil(n_train / largest) >= min_batches:
             return largest

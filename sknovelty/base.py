@@ -134,8 +134,9 @@ class BaseDeepDetector(ThresholdMixin, ScoringMixin, ComplexityProbeMixin, Sampl
         Mini-batch size for training. ``"auto"`` (the default of LSA, the AE, OLED and the
         CAE): 64, or fewer when the training rows would make fewer than 6 batches of 64 (then
         ``n_train // 6``, at least 8), so that small training sets still get as many
-        optimizer steps per epoch as MNIST-5k's ~360 rows do. ``batch_size_`` holds the size
-        used.
+        optimizer steps per epoch as MNIST-5k's ~360 rows do; on video clips ``(n, C, T, H,
+        W)``, 8 (at 64, a few hundred clips left the 3-D AE, LSA and LTG undertrained).
+        ``batch_size_`` holds the size used.
     score_batch_size : int or "auto"
         Rows per forward pass when scoring (and when fixing the normalisation at the end of
         ``fit``); memory stays bounded by it, whatever the number of samples scored. X is

@@ -183,8 +183,9 @@ class LatentAutoregressiveDetector(BaseDeepDetector):
     epochs : int, default=50
     batch_size : int or "auto", default="auto"
         64, or fewer on training sets of fewer than ~384 rows so that an epoch keeps 6
-        batches (see :class:`~sknovelty.base.BaseDeepDetector`): with too few Adam steps the
-        autoencoder stays undertrained; see :ref:`design-batch-size-auto`.
+        batches, and 8 on video clips (see :class:`~sknovelty.base.BaseDeepDetector`): with
+        too few Adam steps the autoencoder stays undertrained; see
+        :ref:`design-batch-size-auto`.
     learning_rate : float, default=1e-3
     validation_fraction : float, default=0.1
     contamination : float, default=0.1

@@ -318,9 +318,9 @@ class PseudoAnomalyDetector(BaseDeepDetector):
         Frame of a clip that is scored (the 9th of 16); must be < the clip length.
     epochs : int, default=30
     batch_size : int or "auto", default="auto"
-        64, or fewer so that an epoch keeps 6 batches on small training sets (see
-        :class:`~sknovelty.base.BaseDeepDetector`), as for LSA, the AE, OLED and the CAE;
-        see :ref:`design-batch-size-auto`.
+        64, or fewer so that an epoch keeps 6 batches on small training sets, and 8 on
+        video clips (see :class:`~sknovelty.base.BaseDeepDetector`), as for LSA, the AE,
+        OLED and the CAE; see :ref:`design-batch-size-auto`.
     learning_rate : float, default=1e-3
         The paper's rate for images; the paper trains video at 1e-4 with more epochs than
         the default ``epochs`` (see :ref:`design-ltg-learning-rate`).

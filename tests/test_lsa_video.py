@@ -85,6 +85,19 @@ def test_lsa_and_autoencoder_fit_and_score_clips(clips, tmp_path):
     assert ae.score_samples(clips[:3]).shape == (3,)
 
 
+@pytest.mark.parametrize("factory", [tiny_ae, tiny_lsa], ids=["AE", "LSA"])
+def test_auto_batch_on_clips_is_eight(factory):
+    """``batch_size="auto"`` trains clips in batches of 8: at 64 (or n // 6), a few hundred
+    clips of real footage left the 3-D AE and LSA undertrained (``benchmarks/results/
+    video.md``, held-out loss 1.5-12x higher). Images of as many rows keep the image rule."""
+    clips = np.random.RandomState(0).rand(120, 1, 8, 16, 16).astype(np.float32)
+    det = factory(batch_size="auto", epochs=1).fit(clips)            # 108 training clips
+    steps = [b for b in det.net_.history[-1]["batches"] if "train_loss" in b]
+    assert det.batch_size_ == 8 and len(steps) == 108 // 8 + 1
+    frames = factory(batch_size="auto", epochs=1).fit(clips[:, :, 0])   # 108 images
+    assert frames.batch_size_ == 108 // 6
+
+
 def test_clips_of_another_length_are_a_clear_error(clips):
     det = tiny_lsa(estimator_channels=(4, 4)).fit(clips)
     with pytest.raises(ValueError, match="shape"):

@@ -234,6 +234,29 @@ def test_video_motion_check_tells_motion_aware_from_blind_scorers():
     assert video.motion_check(steps, [frames[:40]], [labels[:40]]) == {}   # too short
 
 
+def test_video_single_event_sets_hold_each_kind_once_per_quarter():
+    """``benchmarks/video.py``'s one-event test videos: 16 copies, each kind once in each
+    quarter, every frame outside the event the original's; and the share of event-free
+    windows, by hand."""
+    video = _benchmark_module("video")
+    rng = np.random.RandomState(0)
+    frames, other = rng.rand(60, 4, 4).astype(np.float32), rng.rand(20, 4, 4)
+    test, labels, events = video._single_events(frames, other, 8, data_seed=0)
+    assert len(test) == 16 and all(len(v) == 60 for v in test)
+    kinds = [ev[0][0] for ev in events]
+    assert sorted(kinds) == sorted(video.INJECTED_ANOMALIES * 4)
+    for (kind, start, stop), lab, v in zip((e[0] for e in events), labels, test):
+        assert (lab == -1).sum() == 8 and np.all(lab[start:stop] == -1)
+        np.testing.assert_array_equal(v[lab == 1], frames[lab == 1])   # untouched frames
+    quarters = [[e[0][1] // 15 for e, k in zip(events, kinds) if k == kind]
+                for kind in video.INJECTED_ANOMALIES]
+    assert all(sorted(q) == [0, 1, 2, 3] for q in quarters)
+    # windows of 4 frames over 10 frames with an event at 4-5: windows 0 and 6 are clean
+    lab = np.ones(10, int)
+    lab[4:6] = -1
+    assert video.clean_clip_share([lab], length=4) == 2 / 7
+
+
 def test_embedding_stages_benchmark_slices_what_the_library_extracts():
     """``benchmarks/embedding_stages.py`` cuts every configuration from one pass per pooling;
     each must equal ``PretrainedEmbedding``'s own features for those parameters (random
