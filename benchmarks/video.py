@@ -57,7 +57,7 @@ stretches of 48 normal frames); ``training``, the optimizer steps, the batch siz
 epoch's loss on the held-out normal training clips and the flat-input check
 (``simple_input_auroc_``). The ``AE 3-D``, ``LSA`` and ``LTG`` rows train with batches of 64
 clips (their default when those rows were written), which leaves them 1 optimizer step per
-epoch on the short clips; the ``..., batch 8`` rows (ITAE's default batch) take 5-8x the
+epoch on the short clips; the ``..., batch 8`` rows (ITAE's default batch) take 5-7x the
 steps for about the same arithmetic. The batch size is judged by the held-out normal loss,
 never by the test labels.
 
@@ -124,7 +124,7 @@ METHODS = {
                                                random_state=s), "clips"),
     # the training-length measurement: the clip models above take 1 optimizer step per epoch
     # on the short clips' ~45 training clips at batch 64, against the frame AE's 300 steps;
-    # batch 8 (ITAE's default) gives them 5-8x the steps for about the same arithmetic
+    # batch 8 (ITAE's default) gives them 5-7x the steps for about the same arithmetic
     "AE 3-D, batch 8": (lambda s, e: AutoencoderDetector(epochs=e or 20, batch_size=8,
                                                          random_state=s), "clips"),
     "LSA, batch 8": (lambda s, e: LatentAutoregressiveDetector(
