@@ -48,6 +48,27 @@ def test_msc_masks_survive_training_and_loading():
     assert torch.equal(layer.conv.weight * (1 - layer.mask), torch.zeros_like(layer.conv.weight))
 
 
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_msc_product_equals_the_masked_convolution(mask_type):
+    # the layer computes its convolution (kernel (2, d) over the code padded with one step of
+    # past) as a matrix product; the reference is conv2d itself with the masked kernel
+    torch.manual_seed(0)
+    n, ci, co, T, d = 3, 2, 5, 6, 7
+    layer = MaskedStackedConvolution(d, ci, co, mask_type).double()
+    h = torch.randn(n, ci, T, d, dtype=torch.float64, requires_grad=True)
+    out = layer(h)
+    weight = layer.conv.weight * layer.mask
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(h, (0, 0, 1, 0)), weight,
+                                     layer.conv.bias)            # (n, d*co, T, 1)
+    ref = ref.view(n, d, co, T).permute(0, 2, 3, 1)              # (n, co, T, d)
+    # float64 sums of 2*ci*d = 28 terms of size ~1 in another order: agree to ~1e-15
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    grads = torch.autograd.grad(out.square().sum(), (h, layer.conv.weight))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (h, layer.conv.weight))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-10)
+
+
 def test_video_encoder_is_causal():
     """z[:, t] depends on frames up to 4 t (the temporal strides multiply to 4), never later."""
     torch.manual_seed(0)

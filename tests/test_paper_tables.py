@@ -98,3 +98,18 @@ def test_help_lists_the_tables(tables):
     for name in tables.TABLES:  # every flag of every table has a help text
         sub = tables.make_cli()._subparsers._group_actions[0].choices[name]
         assert all(a.help for a in sub._actions)
+
+
+def test_ablation_compares_the_classes_both_columns_ran(tables):
+    # OLED ran classes 0-2, the CAE class 0 only: the ordering is judged on class 0, where
+    # the CAE is worse, although its mean over its own classes is above OLED's mean
+    summary = {"OLED": {"per_class": {0: (0.90, 0.0, 1), 1: (0.70, 0.0, 1), 2: (0.70, 0.0, 1)}},
+               "CAE": {"per_class": {0: (0.85, 0.0, 1), 1: (float("nan"), 0.0, 0)}}}
+    line = tables.ablation_line(summary, ("OLED", "CAE"))
+    assert "(mean over class 0, which both ran)" in line
+    assert line.endswith("ours OLED 0.9000 > CAE 0.8500 -> as in the paper")
+    summary["CAE"]["per_class"] = {1: (0.80, 0.0, 1), 2: (0.90, 0.0, 1)}
+    assert tables.ablation_line(summary, ("OLED", "CAE")).endswith(
+        "ours CAE 0.8500 > OLED 0.7000 -> NOT as in the paper")
+    summary["CAE"]["per_class"] = {5: (0.99, 0.0, 1)}        # no class in common: no line
+    assert tables.ablation_line(summary, ("OLED", "CAE")) is None

