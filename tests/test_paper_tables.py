@@ -100,16 +100,21 @@ def test_help_lists_the_tables(tables):
         assert all(a.help for a in sub._actions)
 
 
-def test_ablation_compares_the_classes_both_columns_ran(tables):
-    # OLED ran classes 0-2, the CAE class 0 only: the ordering is judged on class 0, where
-    # the CAE is worse, although its mean over its own classes is above OLED's mean
-    summary = {"OLED": {"per_class": {0: (0.90, 0.0, 1), 1: (0.70, 0.0, 1), 2: (0.70, 0.0, 1)}},
-               "CAE": {"per_class": {0: (0.85, 0.0, 1), 1: (float("nan"), 0.0, 0)}}}
+def test_ablation_compares_the_fits_both_columns_have(tables):
+    # OLED ran classes 0-2 (class 0 with two seeds), the CAE class 0, seed 0 only: the
+    # ordering is judged on that one fit, where the CAE is worse, although the CAE's mean over
+    # its own fits is above OLED's mean
+    summary = {"OLED": {"per_fit": [[0, 0, 0.90], [0, 1, 0.60], [1, 0, 0.70], [2, 0, 0.70]]},
+               "CAE": {"per_fit": [[0, 0, 0.85]]}}
     line = tables.ablation_line(summary, ("OLED", "CAE"))
-    assert "(mean over class 0, which both ran)" in line
+    assert "(mean over class 0, seed 0: the fits both have)" in line
     assert line.endswith("ours OLED 0.9000 > CAE 0.8500 -> as in the paper")
-    summary["CAE"]["per_class"] = {1: (0.80, 0.0, 1), 2: (0.90, 0.0, 1)}
+    summary["CAE"]["per_fit"] = [[1, 0, 0.80], [2, 0, 0.90]]
+    line = tables.ablation_line(summary, ("OLED", "CAE"))
+    assert "(mean over classes 1,2, seed 0" in line
+    assert line.endswith("ours CAE 0.8500 > OLED 0.7000 -> NOT as in the paper")
+    summary["CAE"]["per_fit"] = [[1, 0, 0.70002], [2, 0, 0.69999]]   # 0.700005 and 0.7
     assert tables.ablation_line(summary, ("OLED", "CAE")).endswith(
-        "ours CAE 0.8500 > OLED 0.7000 -> NOT as in the paper")
-    summary["CAE"]["per_class"] = {5: (0.99, 0.0, 1)}        # no class in common: no line
+        "-> a tie at four digits, not the paper's strict ordering")
+    summary["CAE"]["per_fit"] = [[0, 2, 0.99]]        # no fit in common: no line
     assert tables.ablation_line(summary, ("OLED", "CAE")) is None
