@@ -199,19 +199,20 @@ RUN_NOTES = ["rows whose machine says 'torch threads 1' ran with one torch threa
              "--seeds 0 --out /tmp/timing2`) fitted in 115 / 143 / 91 s (AUROC 0.681 / 0.716 / "
              "0.743 against the one-thread rows' 0.691 / 0.740 / 0.751: float32 sums in another "
              "order): LSA misses 2 minutes on the film by 23 s.",
-             "market_street, 2-core fit times after the 3-D networks moved to channels-last "
-             "layout after their first layer (the LSA/AE decoder excepted: in channels-last "
-             "its gradients drifted 0.5% from a float64 reference) and LSA's masked stacked "
-             "convolutions to one matrix product (the same sums in another order): seed 0 "
+             "market_street, 2-core fit times after LSA's masked stacked convolutions became "
+             "one matrix product (the same sums in another order): LSA at batch 8, seed 0, "
              "rerun alone at two threads on 2026-12-07 (`python benchmarks/video.py --sets "
-             "market_street --methods 'AE 3-D, batch 8' 'LSA, batch 8' 'LTG, batch 8' ITAE "
-             "--seeds 0 --out /tmp/timing3`) fitted in 105 / 111 / 73 / 111 s (AUROC 0.686 / "
-             "0.766 / 0.753 / 0.671), every clip model within 2 minutes. The code before the "
-             "change, run on the same idle machine, took 144 s (LSA, batch 8; AUROC 0.716) and "
-             "119 s (ITAE; 0.665). The rows above were fitted before the change; the current "
-             "code's sums differ in float32 rounding only, yet that moves a seed's frame AUROC "
-             "on the film by up to 0.05 (LSA: 0.716 before, 0.766 after; 0.740 in the "
-             "one-thread row), a measure of how far one seed's result is from settled."]
+             "market_street --methods 'LSA, batch 8' --seeds 0 --out /tmp/timing6`) fitted in "
+             "115 s (AUROC 0.766); the code before the change, run on the same idle machine "
+             "the same evening, took 144 s (AUROC 0.716), and ITAE 119 s. With the 3-D AE at "
+             "115 s and LTG at 91 s (above), every clip model fits the film within 2 minutes. "
+             "The rows above were fitted before the change; the sums differ in float32 "
+             "rounding only, yet that moves LSA's seed-0 frame AUROC on the film by 0.05 "
+             "(0.716 before, 0.766 after, 0.740 in the one-thread row): single-seed "
+             "differences of that size are noise. Channels-last layout for the 3-D networks "
+             "was faster still (LSA 106-111 s, ITAE 111 s, LTG 73 s) but not kept: on this "
+             "CPU its gradients drifted from a float64 reference by 1e-3 to 5e-3 (LSA/AE "
+             "decoder; LTG with one thread), against 2-4e-6 in plain layout."]
 #: MMP-AMS Table 5: aspects added one by one (scored from the full model's z-scored errors)
 ASPECT_STEPS = (("F",), ("F", "O"), ("F", "O", "C"), ("F", "O", "C", "location"))
 

@@ -23,7 +23,6 @@ from .base import BaseDeepDetector
 from .engine import TwoStageNet
 from .metrics import code_length
 from .nn.blocks import scale_channels
-from .nn.layout import channels_last
 from .nn.flows import Glow
 from .nn import random
 
@@ -334,12 +333,7 @@ class TwoPathEncoder(nn.Module):
     the dynamic path all T frames with fewer channels; lateral (5, 1, 1) convolutions with
     temporal stride ``tau`` carry dynamic features into the static path after each of the
     first three layers and at the end, where both are concatenated for the decoder. With
-    ``two_path=False`` only the static path runs, on all T frames (a one-path autoencoder).
-
-    Every layer whose input has more than one channel runs in channels-last order (as does
-    the decoder; :func:`~sknovelty.nn.layout.channels_last`): oneDNN's 3-D convolutions with
-    few channels are faster so on a CPU (a training step of the autoencoder at width 0.125,
-    batch 8, 16 x 32 x 32 grey clips: about 30% less time, one thread)."""
+    ``two_path=False`` only the static path runs, on all T frames (a one-path autoencoder)."""
 
     def __init__(self, in_channels, width=1.0, tau=4, two_path=True):
         super().__init__()
@@ -366,10 +360,10 @@ class TwoPathEncoder(nn.Module):
         """``x -> (fused, static, dynamic)``; ``dynamic`` is None for one path."""
         s = x[:, :, :: self.tau]
         d = x if self.two_path else None
-        for i, conv in enumerate(self.static):   # channels-last: see the class docstring
-            s = conv(channels_last(s))
+        for i, conv in enumerate(self.static):
+            s = conv(s)
             if self.two_path:
-                d = self.dynamic[i](channels_last(d))
+                d = self.dynamic[i](d)
                 if i < 3:
                     s = torch.cat([s, self.lateral[i](d)], 1)
         fused = torch.cat([s, self.lateral[3](d)], 1) if self.two_path else s
@@ -400,7 +394,7 @@ class ITAEDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z):
-        return self.net(channels_last(z))
+        return self.net(z)
 
 
 def _gaussian_window(size, sigma=1.5):

@@ -95,10 +95,7 @@ class VideoAutoencoder(nn.Module):
         self.out = out
 
     def forward(self, x):
-        # the first convolution takes the clip as it is (a grey clip keeps plain strides); the
-        # rest run channels-last, where oneDNN's 3-D convolutions with few channels are faster
-        # on a CPU (F and G at width 0.25, batch 8, 16 x 32 x 32: about 15% less time)
-        return self.out(self.net[1:](channels_last(self.net[0](channels_last(x)))))
+        return self.out(self.net(x))
 
 
 # ---------------------------------------------------------------------------- vector networks

@@ -15,8 +15,7 @@ def plain_strides(shape):
 
 
 def channels_last(x):
-    """``x`` (n, C, H, W) or (n, C, T, H, W) in channels-last order (``channels_last`` or
-    ``channels_last_3d``), where oneDNN's CPU convolutions are fastest.
+    """``x`` (n, C, H, W) in channels-last order, where oneDNN's CPU convolutions are fastest.
 
     Single-channel inputs keep (or get) plain NCHW strides instead: a tensor of one channel
     whose strides also read as channels-last (``x.to(memory_format=torch.channels_last)``,
@@ -25,8 +24,7 @@ def channels_last(x):
     defect the library works around"; ``benchmarks/upstream_onednn_c1_conv.py`` reproduces it).
     """
     if x.shape[1] > 1:
-        layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-        return x.contiguous(memory_format=layout)
+        return x.contiguous(memory_format=torch.channels_last)
     if math.prod(x.shape) and x.stride() != plain_strides(x.shape):
         return x.clone(memory_format=torch.contiguous_format)
     return x
