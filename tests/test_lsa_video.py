@@ -157,6 +157,8 @@ def test_video_networks_keep_the_gradients_of_a_float64_reference():
     for name, (module, forward) in nets.items():
         fast = grads(module, forward, x)
         ref = grads(copy.deepcopy(module).double(), forward, x.double())
+        # biases before a BatchNorm have zero gradient (float64: ~1e-12, rounding): left out
+        largest = max(float(r.norm()) for r in ref)
         errors = [float((g.double() - r).norm() / r.norm()) for g, r in zip(fast, ref)
-                  if r.norm() > 0]   # biases before a BatchNorm have zero gradient
+                  if r.norm() > 1e-8 * largest]
         assert np.median(errors) < 1e-4, (name, np.median(errors))
