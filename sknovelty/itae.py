@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
@@ -541,11 +542,15 @@ class ITAELoss(nn.Module):
         super().__init__()
         self.patch, self.stage, self.flow_dims = patch, 1, flow_dims
 
-    def per_sample(self, out, x):
+    def per_frame(self, out):
+        """Eq. 12 for each frame of each clip, ``(n, T)``: the largest mean absolute error
+        over the frame's sliding ``patch`` x ``patch`` windows."""
         err = _frames((out.x - out.rec).abs()).mean(1, keepdim=True)  # (n T, 1, H, W)
         k = min(self.patch, *err.shape[-2:])
-        rec = F.avg_pool2d(err, k, stride=1).flatten(1).amax(1).view(len(out.x), -1).mean(1)
-        terms = {"rec": rec}
+        return F.avg_pool2d(err, k, stride=1).flatten(1).amax(1).view(len(out.x), -1)
+
+    def per_sample(self, out, x):
+        terms = {"rec": self.per_frame(out).mean(1)}
         if out.nll_static is not None:
             terms.update(nll_static=out.nll_static, nll_dynamic=out.nll_dynamic,
                          nll=out.nll_static + out.nll_dynamic)
@@ -572,7 +577,8 @@ class TwoPathFlowDetector(BaseDeepDetector):
     latents (eq. 10-11). The novelty score is eq. 14: the patch reconstruction error
     (eq. 12) plus ``lambda_l`` times the flows' NLL, each min-max scaled on held-out normal
     clips (the paper normalises the NLL per video; use :func:`sknovelty.video.frame_auroc`
-    on the components for that protocol).
+    on the components for that protocol). A clip's patch error is the mean of its frames';
+    :meth:`score_frames` keeps each frame's own, the paper's frame score.
 
     Parameters
     ----------
@@ -703,4 +709,58 @@ class TwoPathFlowDetector(BaseDeepDetector):
         novelty = self._normalized("rec", terms["rec"])
         if "nll" in self._novelty_terms:
             novelty = novelty + self.lambda_l * self._normalized("nll", terms["nll"])
+        return -novelty
+
+    def score_frames(self, X):
+        """Normality of each frame of each clip: eq. 14 with the frame's own patch error.
+
+        The paper scores frame ``t`` by the patch error of that frame (eq. 12) plus
+        ``lambda_l`` times the NLL of its clip; ``score_samples`` scores a clip by the mean of
+        its frames' patch errors. Here each frame keeps its own error (scaled as in
+        ``score_samples``), so a clip's mean over its frames equals its ``score_samples``,
+        and :func:`sknovelty.video.video_frame_scores` averages each frame's scores over the
+        clips that hold it, as the paper does (sec. 3.4).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, C, T, H, W)
+            Clips to score.
+
+        Returns
+        -------
+        ndarray of shape (n, T)
+            Higher means more normal.
+
+        See Also
+        --------
+        score_samples : A score per clip.
+        sknovelty.video.video_frame_scores : From clips to frame scores of whole videos.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sknovelty import TwoPathFlowDetector
+        >>> clips = np.random.RandomState(0).rand(12, 1, 8, 16, 16)
+        >>> det = TwoPathFlowDetector(width=0.125, epochs=1, flows=False,
+        ...                           random_state=0).fit(clips)
+        >>> det.score_frames(clips[:2]).shape
+        (2, 8)
+        """
+        check_is_fitted(self)
+        criterion = self.net_.criterion_
+
+        def frame_terms(xb):
+            out = self._forward(xb)
+            terms = {"rec": criterion.per_frame(out).double()}
+            if out.nll_static is not None:
+                terms["nll"] = (out.nll_static + out.nll_dynamic).double()
+            return terms
+
+        raw = self._map_chunks(self._validate_X(X, reset=False), frame_terms)
+        if not all(np.isfinite(value).all() for value in raw.values()):
+            raise ValueError("non-finite frame terms: the input is far outside the range seen "
+                             "in training (rescale X)")
+        novelty = self._normalized("rec", raw["rec"])
+        if "nll" in self._novelty_terms:
+            novelty = novelty + self.lambda_l * self._normalized("nll", raw["nll"])[:, None]
         return -novelty

@@ -207,7 +207,8 @@ def frame_map_scores(detector):
     0.757 (3 seeds, ``benchmarks/results/video.md``, rows "frame maps"). The mean of a clip's
     frame scores ranks clips as ``score_samples`` does when the score is the sum of the mapped
     errors (the autoencoder); LSA's latent term has no map and is left out, LTG's score is the
-    error of one frame (``score_frame``) and ITAE's a maximum over patches.
+    error of one frame (``score_frame``) and ITAE's a maximum over patches (its
+    ``score_frames`` gives each frame's own).
 
     Parameters
     ----------

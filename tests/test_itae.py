@@ -48,6 +48,9 @@ def test_patch_error_of_eq12_by_hand():
     # the clip's rec is the mean over its frames. float32 window means of 64 values: rounding
     # below 64 * 6e-8 relative in any summation order; a wrong window or divisor is off by 2x
     torch.testing.assert_close(terms["rec"], torch.tensor([0.0625, 0.1]), rtol=1e-5, atol=0)
+    # per frame (eq. 12 as the paper scores frame t): the blob's frame, then the clean one
+    torch.testing.assert_close(ITAELoss(patch=8).per_frame(ITAEOutput(x, rec, None, None)),
+                               torch.tensor([[0.125, 0.0], [0.1, 0.1]]), rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("shape, tau", [((1, 8, 16, 16), 4), ((3, 4, 12, 20), 2), ((1, 16, 32, 32), 4)])
@@ -133,6 +136,25 @@ def test_without_flows_the_score_is_the_patch_error(clips):
     det = tiny_itae(flows=False).fit(clips)
     assert len(det.net_.history) == 2
     assert set(det.score_components(clips[:2])) == {"rec"}
+
+
+@pytest.mark.parametrize("flows", [True, False])
+def test_frame_scores_average_to_the_clip_score(clips, flows):
+    det = tiny_itae(flows=flows).fit(clips)
+    frames = det.score_frames(clips[:6])
+    assert frames.shape == (6, clips.shape[2])
+    # the clip's rec is the mean of its frames' patch errors and the scaling is affine, so
+    # the frames' mean is the clip's score; float32 terms averaged in float32 for the clip
+    # and in float64 here, then divided by the held-out range (rec spans ~5e-4 on these few
+    # clips, see test_contract_on_clips): measured 7e-5 on scores of order 25 whose frames
+    # spread over 45-100 within a clip; 1e-3 absolute
+    np.testing.assert_allclose(frames.mean(axis=1), det.score_samples(clips[:6]), rtol=0,
+                               atol=1e-3)
+    # a frame made white (the training frames are uniform noise) loses the most normality
+    novel = clips[:1].copy()
+    novel[0, 0, 3] = 1.0
+    drop = det.score_frames(clips[:1]) - det.score_frames(novel)
+    assert drop[0].argmax() == 3 and drop[0, 3] > 0
 
 
 def test_contract_on_clips(clips, tmp_path):
