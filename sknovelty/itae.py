@@ -760,7 +760,6 @@ class TwoPathFlowDetector(BaseDeepDetector):
         if not all(np.isfinite(value).all() for value in raw.values()):
             raise ValueError("non-finite frame terms: the input is far outside the range seen "
                              "in training (rescale X)")
-        novelty = self._normalized("rec", raw["rec"])
-        if "nll" in self._novelty_terms:
-            novelty = novelty + self.lambda_l * self._normalized("nll", raw["nll"])[:, None]
-        return -novelty
+        # a clip's NLL applies to each of its frames: (n, 1) against the frames' (n, T)
+        return self._combine({name: value if name == "rec" else value[:, None]
+                              for name, value in raw.items()})
