@@ -44,15 +44,10 @@ def _frame_terms(det, test):
     return rec, video_frame_scores(lambda c: det.score_components(c)["nll"], test, T, 2)
 
 
-def _own_frame_rec(det, test, nll):
-    """R_t as the paper takes it (sec. 3.4): each frame's own patch error, the mean over the
-    clips that hold it; recovered from ``score_frames`` by undoing its affine scaling."""
-    frames = video_frame_scores(det.score_frames, test, T, 2)
-    a, scale = det.normalization_["rec"][0], det._scale("rec")
-    if nll is None:
-        return [a - scale * f for f in frames]
-    return [a + scale * (-f - det.lambda_l * det._normalized("nll", n))
-            for f, n in zip(frames, nll)]
+def _own_frame_rec(det, test):
+    """R_t as the paper takes it (sec. 3.4): each frame's own patch error (the term of
+    ``score_frames``), the mean over the clips that hold it."""
+    return video_frame_scores(lambda c: det._frame_terms(c)["rec"], test, T, 2)
 
 
 def _paper_scores(rec, nll, lambda_l):
@@ -83,7 +78,7 @@ def run(args):
             sweep = {} if nll is None else {
                 str(lam): frame_auroc(_paper_scores(rec, nll, lam), labels, normalize=False)
                 for lam in (*LAMBDAS, np.inf)}
-            own = _own_frame_rec(det, test, nll)   # the paper's per-frame R_t
+            own = _own_frame_rec(det, test)   # the paper's per-frame R_t
             own_sweep = {} if nll is None else {
                 str(lam): frame_auroc(_paper_scores(own, nll, lam), labels, normalize=False)
                 for lam in LAMBDAS}

@@ -56,8 +56,8 @@ giving a clip's score to all its frames; for ITAE also each term alone, ``librar
 (its ``score_samples`` per clip) and ``term_spread`` (how much each summand of the
 paper-scaled score varies within a test video; no labels); ``OLED patches, every frame``,
 OLED trained on every training frame's tiles instead of at most ``MAX_PATCHES``, at its 20
-epochs and at 2 (about the arithmetic of the ``OLED patches`` rows); ``auroc_pooled``, the frame AUROC
-without per-video normalisation; ``motion_check``, the AUROC between normal test clips played
+epochs and at 2 (about the arithmetic of the ``OLED patches`` rows); ``auroc_pooled``, the
+frame AUROC without per-video normalisation; ``motion_check``, the AUROC between normal test clips played
 forward and the same clips played backwards or at 3x speed (only where the test videos have
 stretches of 48 normal frames); ``training``, the optimizer steps, the batch size, the last
 epoch's loss on the held-out normal training clips and the flat-input check
@@ -345,15 +345,14 @@ def _itae_scores(det, test, extra=None):
     rec = video_frame_scores(lambda c: det.score_components(c)["rec"], test, T, 2)
     nll = video_frame_scores(lambda c: det.score_components(c)["nll"], test, T, 2)
     if extra is not None:
-        frames = video_frame_scores(det.score_frames, test, T, 2)
+        # each frame's own patch error, the mean over the clips that hold it; the scaling of
+        # score_samples / score_frames is affine, so it applies to the frame means as well
+        own = video_frame_scores(lambda c: det._frame_terms(c)["rec"], test, T, 2)
         extra.update({
             "REC": [-r for r in rec], "NLL": [-n for n in nll],
-            "library score": video_frame_scores(det.score_samples, test, T, 2),
-            "frame maps": frames,
-            # each frame's own patch error alone: the frame maps without their clips' NLL
-            # (its scaling is affine and a frame's score a mean over clips, so it comes off)
-            "REC per frame": [f + det.lambda_l * det._normalized("nll", n)
-                              for f, n in zip(frames, nll)],
+            "library score": [det._combine({"rec": r, "nll": n}) for r, n in zip(rec, nll)],
+            "frame maps": [det._combine({"rec": o, "nll": n}) for o, n in zip(own, nll)],
+            "REC per frame": [-o for o in own],
             "term spread": {"rec": float(np.mean([np.std(r) for r in rec])),
                             "lambda_l nll": float(np.mean(
                                 [np.std(det.lambda_l * n) for n in minmax_per_video(nll)]))}})

@@ -746,6 +746,14 @@ class TwoPathFlowDetector(BaseDeepDetector):
         >>> det.score_frames(clips[:2]).shape
         (2, 8)
         """
+        terms = self._frame_terms(X)
+        # a clip's NLL applies to each of its frames: (n, 1) against the frames' (n, T)
+        return self._combine({name: value if name == "rec" else value[:, None]
+                              for name, value in terms.items()})
+
+    def _frame_terms(self, X):
+        """The raw terms of each frame: ``rec`` ``(n, T)``, each frame's patch error (eq. 12),
+        and with flows ``nll`` ``(n,)``, its clip's NLL; float64."""
         check_is_fitted(self)
         criterion = self.net_.criterion_
 
@@ -760,6 +768,4 @@ class TwoPathFlowDetector(BaseDeepDetector):
         if not all(np.isfinite(value).all() for value in raw.values()):
             raise ValueError("non-finite frame terms: the input is far outside the range seen "
                              "in training (rescale X)")
-        # a clip's NLL applies to each of its frames: (n, 1) against the frames' (n, T)
-        return self._combine({name: value if name == "rec" else value[:, None]
-                              for name, value in raw.items()})
+        return raw
