@@ -532,33 +532,42 @@ WHOLE_PARTS = ("frame maps", "library score")
 
 def _real_footage_lines(rows, sets=REAL_SETS, title=None):
     """The targets' table: each method's frame AUROC per real-footage set and its mean over
-    them (methods with 3 seeds on every set), against the frame autoencoder and pixel kNN."""
-    def mean_of(method, name, part=None):
+    them (methods with 3 seeds on every set), against the frame autoencoder and pixel kNN.
+
+    Each difference carries its standard error from the seed-to-seed spread: the mean over
+    the sets has the variance ``sum_s var_s / n_s / len(sets)**2`` (``var_s`` over the seeds
+    of set ``s``, ``ddof=1``), and the two means of a difference are independent fits."""
+    def seeds_of(method, name, part=None):
         rs = [r for r in rows if r["set"] == name and r["method"] == method]
         if len({r["seed"] for r in rs}) < 3:
             return None
-        return float(np.mean([r["auroc"]["all"] if part is None else r["parts"][part]["all"]
-                              for r in rs]))
+        return [r["auroc"]["all"] if part is None else r["parts"][part]["all"] for r in rs]
     cases = [(m, part) for part in (None, "frame maps", "library score") for m in METHODS]
     table = []
     for method, part in cases:
         try:
-            values = [mean_of(method, name, part) for name in sets]
+            per_set = [seeds_of(method, name, part) for name in sets]
         except KeyError:  # rows without that part
             continue
-        if all(v is not None for v in values):
-            table.append((method + (f": {part}" if part else ""), values, float(np.mean(values))))
+        if all(v is not None for v in per_set):
+            values = [float(np.mean(v)) for v in per_set]
+            se = float(np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in per_set)) / len(sets))
+            table.append((method + (f": {part}" if part else ""), values,
+                          float(np.mean(values)), se))
     if not table:
         return []
-    base = {label: mean for label, _, mean in table if label in BASELINES}
+    base = {label: (mean, se) for label, _, mean, se in table if label in BASELINES}
     out = [title or "## Real footage: every method against the frame baselines", "",
            "Frame AUROC, mean over 3 seeds, per real-footage set and the mean over the sets "
            "(methods with 3 seeds on each); the targets: every clip method at or above the "
-           "frame autoencoder, the best at or above nearest neighbours on pixels.", "",
+           "frame autoencoder, the best at or above nearest neighbours on pixels. Each "
+           "difference ± its standard error over the seeds (the spread of both fits; a "
+           "difference within about one standard error is a tie at 3 seeds).", "",
            "| method | " + " | ".join(sets) + " | mean | vs AE frames | vs kNN frames |",
            "|---" * (len(sets) + 4) + "|"]
-    for label, values, mean in sorted(table, key=lambda t: -t[2]):
-        diffs = [f"{mean - base[b]:+.3f}" if b in base else "–" for b in BASELINES]
+    for label, values, mean, se in sorted(table, key=lambda t: -t[2]):
+        diffs = [f"{mean - base[b][0]:+.3f} ± {np.hypot(se, base[b][1]):.3f}"
+                 if b in base and b != label else "–" for b in BASELINES]
         out.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values)
                    + f" | {mean:.3f} | " + " | ".join(diffs) + " |")
     shares = []

@@ -257,6 +257,31 @@ def test_video_single_event_sets_hold_each_kind_once_per_quarter():
     assert video.clean_clip_share([lab], length=4) == 2 / 7
 
 
+def test_video_real_footage_table_gives_each_difference_its_standard_error(monkeypatch):
+    """The targets' table of ``benchmarks/video.py``: the mean over the sets of each method's
+    3-seed means, and each difference's standard error from the seed spread of both fits,
+    by hand. AE frames: seeds 0.60 / 0.62 / 0.64 on every set, so var (ddof=1) 4e-4, the
+    standard error of the mean over 3 sets sqrt(3 * 4e-4 / 3) / 3 = 0.00667; LTG and kNN
+    are constant (error 0). A method with 2 seeds on a set has no row."""
+    video = _benchmark_module("video")
+
+    def no_data(*args, **kwargs):
+        raise ImportError  # the share of clean windows needs the clips: not this test's
+    monkeypatch.setattr(video, "load_set", no_data)
+    values = {"AE frames": [0.60, 0.62, 0.64], "kNN frames": [0.61] * 3, "LTG": [0.65] * 3,
+              "ITAE": [0.9, 0.9]}
+    rows = [{"set": name, "method": method, "seed": seed, "auroc": {"all": v}, "parts": {}}
+            for name in video.REAL_SETS for method, vs in values.items()
+            for seed, v in enumerate(vs)]
+    lines = video._real_footage_lines(rows)
+    table = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ")}
+    assert table["LTG"] == ("| LTG | 0.650 | 0.650 | 0.650 | 0.650 | +0.030 ± 0.007 "
+                            "| +0.040 ± 0.000 |")
+    assert table["AE frames"].endswith("| 0.620 | – | +0.010 ± 0.007 |")
+    assert table["kNN frames"].endswith("| 0.610 | -0.010 ± 0.007 | – |")
+    assert "ITAE" not in table
+
+
 def test_embedding_stages_benchmark_slices_what_the_library_extracts():
     """``benchmarks/embedding_stages.py`` cuts every configuration from one pass per pooling;
     each must equal ``PretrainedEmbedding``'s own features for those parameters (random
