@@ -26,9 +26,15 @@ VECTORS = [name for name, entry in ESTIMATORS.items() if "vectors" in entry.inpu
 def test_an_interrupted_refit_keeps_the_fitted_model_and_the_interrupt_reaches_the_caller():
     """A real SIGINT, sent by the child process to itself in the middle of a refit (deep
     detectors: at the end of the refit's second epoch; the others: when they set offset_ from
-    the scores they computed, the last step of every fit), for every registry entry."""
+    the scores they computed, the last step of every fit), for every registry entry.
+
+    The child installs Python's own SIGINT handler first: a process started in the
+    background by a non-interactive shell (``pytest ... &``) inherits SIGINT ignored, and a
+    Ctrl-C that cannot arrive tests nothing (the deep refits would then train all 1,000
+    epochs and return)."""
     out = run_python("""
         import json, os, signal, time, warnings
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import numpy as np
         from skorch.callbacks import Callback
         from sknovelty.registry import ESTIMATORS
