@@ -159,6 +159,12 @@ PAGES_META = {
         GROUPS[4], "LSA at its defaults: fit time, scoring rate, model size",
         "One LSA fit on MNIST-5k, timed, with the size of its pickle and its model file.",
         "python benchmarks/lsa_fit_time.py", ()),
+    "lsa_profile": (
+        GROUPS[4], "Where a full-MNIST LSA fit spends its time",
+        "One class of MNIST's 60,000 training digits at the library's and the paper's "
+        "settings: one epoch's seconds, its arithmetic against the CPU's peak, and its time "
+        "per group of torch operators (profiler).",
+        "python benchmarks/lsa_profile.py", ()),
     "gpu_check": (
         GROUPS[4], "CUDA check on an H100",
         "Every deep estimator fitted and scored on a GPU, then moved back to the CPU.",

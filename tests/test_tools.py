@@ -282,6 +282,24 @@ def test_video_real_footage_table_gives_each_difference_its_standard_error(monke
     assert "ITAE" not in table
 
 
+def test_lsa_profile_groups_the_operators_a_fit_runs():
+    """``benchmarks/lsa_profile.py`` sorts each torch operator's self time into a group; the
+    operators of an LSA fit, by name as the profiler records them."""
+    profile = _benchmark_module("lsa_profile")
+    expected = {"aten::mm": "matrix products", "aten::addmm": "matrix products",
+                "aten::convolution_backward": "convolutions",
+                "aten::mkldnn_convolution": "convolutions",
+                "aten::_fused_adam_": "optimizer (Adam)",
+                "Optimizer.step#Adam.step": "optimizer (Adam)",
+                "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__":
+                    "batching, copies, allocation",
+                "aten::copy_": "batching, copies, allocation",
+                "aten::native_batch_norm_backward": "elementwise, normalisation, losses",
+                "aten::mul": "elementwise, normalisation, losses"}
+    assert {op: profile.group_of(op) for op in expected} == expected
+    assert set(expected.values()) == set(profile.GROUPS)
+
+
 def test_embedding_stages_benchmark_slices_what_the_library_extracts():
     """``benchmarks/embedding_stages.py`` cuts every configuration from one pass per pooling;
     each must equal ``PretrainedEmbedding``'s own features for those parameters (random
