@@ -50,6 +50,12 @@ GROUPS = ("convolutions", "matrix products", "optimizer (Adam)",
           "batching, copies, allocation", "elementwise, normalisation, losses")
 
 
+#: parts of the names of operators that batch, copy or allocate
+COPY_WORDS = ("copy", "aten::to", "index", "aten::cat", "aten::stack", "clone", "contiguous",
+              "empty", "zeros", "fill_", "pin_memory", "from_numpy", "aten::select",
+              "aten::slice")
+
+
 def group_of(op):
     """The group of a torch operator's name (its self time is counted there)."""
     name = op.lower()
@@ -60,9 +66,7 @@ def group_of(op):
         return GROUPS[1]
     if "foreach" in name or "adam" in name or name.startswith("optimizer."):
         return GROUPS[2]
-    if "dataloader" in name or any(k in name for k in ("copy", "aten::to", "index", "aten::cat", "aten::stack",
-                               "clone", "contiguous", "empty", "zeros", "fill_", "pin_memory",
-                               "from_numpy", "aten::select", "aten::slice")):
+    if "dataloader" in name or any(k in name for k in COPY_WORDS):
         return GROUPS[3]
     return GROUPS[4]
 
@@ -121,7 +125,7 @@ def run_one(X, k, setting, seed, device):
                 top_ops=[[op, s] for op, s in top])
 
 
-def report(out, rows, info):
+def report(out, rows):
     lines = ["# Where a full-MNIST LSA fit spends its time", "",
              " ".join(__doc__.split("\n\n")[1].split()), "",
              *["- " + " ".join(item.split()).lstrip("- ") for item in
@@ -162,7 +166,8 @@ def main():
     parser.add_argument("--data", default=None,
                         help="a local copy of full MNIST (sknovelty.datasets.load_mnist)")
     parser.add_argument("--max-train", type=int, default=None,
-                        help="train on at most N digits (a smoke run; marked in the row)")
+                        help="train on at most N digits (a smoke run; each row records its "
+                        "training digits)")
     parser.add_argument("--report", action="store_true", help="only write the report")
     args = parser.parse_args()
     path = os.path.join(args.out, STEM + ".jsonl")
@@ -171,23 +176,20 @@ def main():
         peak = None if str(args.device).startswith("cuda") else matmul_peak()
         X_train, y_train = load_mnist(args.data, split="train")
         os.makedirs(args.out, exist_ok=True)
+        warnings.simplefilter("ignore")
         # the first fit of a process also pays one-off costs (torch.optim imports
         # torch._dynamo, ~2 s): paid here, so that no setting's 1-epoch fit carries them
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            timed_fit(X_train[:256], "library", 0, args.device, 1)
+        timed_fit(X_train[:256], "library", 0, args.device, 1)
         for k in args.classes:
             X = X_train[y_train == k][:args.max_train]
             for setting in args.settings:
                 for seed in args.seeds:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        row = run_one(X, k, setting, seed, args.device)
+                    row = run_one(X, k, setting, seed, args.device)
                     row.update(peak_gflops=peak, provenance=info)
                     append_jsonl(path, [row])
                     print(f"class {k}, {setting}: epoch {row['epoch_s']:.1f} s, fixed "
                           f"{row['fixed_s']:.1f} s", flush=True)
-    report(args.out, read_jsonl(path), None)
+    report(args.out, read_jsonl(path))
 
 
 if __name__ == "__main__":
