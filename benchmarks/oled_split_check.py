@@ -35,20 +35,37 @@ N_VAL_INLIERS = 300
 N_VAL_OUTLIERS = 90
 
 
-def split_draws(rng, labels, inlier, val_outliers):
-    """The draws of one class's split (positions among the class's inliers): the training
-    positions (validation included) and the test positions. ``val_outliers``: whether the
-    script then draws its validation outliers too (``train.py``: yes; ``test.py``: no)."""
-    n_inl = int(np.sum(labels == inlier))
-    n_out = len(labels) - n_inl
-    train = rng.choice(range(n_inl), int(n_inl * TRAIN_SHARE), replace=False)
-    test = np.delete(np.arange(n_inl), train)
-    rng.choice(range(len(train)), N_VAL_INLIERS, replace=False)
-    n_test_out = int(len(test) * OUTLIER_SHARE)
-    rng.choice(range(n_out), n_test_out, replace=False)
+def official_split(rng, labels, inlier, val_outliers):
+    """One class's split as the official scripts draw it from ``rng``, as indices into the
+    pooled digits (training digits first, then test digits, as ``labels`` lists them):
+    ``train`` (the digits trained on), ``val_in`` (300 training-share inliers kept apart),
+    ``test_in``, ``test_out`` and, when ``val_outliers`` (``train.py``: yes; ``test.py``: no),
+    ``val_out`` (90 outliers drawn after the test outliers are removed), else None."""
+    inl, out = np.flatnonzero(labels == inlier), np.flatnonzero(labels != inlier)
+    train_pos = rng.choice(range(len(inl)), int(len(inl) * TRAIN_SHARE), replace=False)
+    train, test_in = inl[train_pos], np.delete(inl, train_pos)
+    val_pos = rng.choice(range(len(train)), N_VAL_INLIERS, replace=False)
+    val_in, train = train[val_pos], np.delete(train, val_pos)
+    out_pos = rng.choice(range(len(out)), int(len(test_in) * OUTLIER_SHARE), replace=False)
+    val_out = None
     if val_outliers:
-        rng.choice(range(n_out - n_test_out), N_VAL_OUTLIERS, replace=False)
-    return train, test
+        rest = np.delete(out, out_pos)
+        val_out = rest[rng.choice(range(len(rest)), N_VAL_OUTLIERS, replace=False)]
+    return dict(train=train, val_in=val_in, test_in=test_in, test_out=out[out_pos],
+                val_out=val_out)
+
+
+def train_script_split(labels, inlier):
+    """``train.py``'s split of class ``inlier`` (its process seeds numpy first)."""
+    return official_split(np.random.RandomState(SEED), labels, inlier, True)
+
+
+def test_script_split(labels, inlier):
+    """``test.py``'s split of class ``inlier`` (one seeded generator for classes 0, 1, ...)."""
+    rng = np.random.RandomState(SEED)
+    for k in range(inlier + 1):
+        split = official_split(rng, labels, k, False)
+    return split
 
 
 def overlaps(labels):
@@ -57,11 +74,11 @@ def overlaps(labels):
     out = []
     rng_test = np.random.RandomState(SEED)
     for k in range(10):
-        train, held_out = split_draws(np.random.RandomState(SEED), labels, k, True)
-        _, test = split_draws(rng_test, labels, k, False)
-        out.append(dict(cls=k, n_test_inliers=len(test),
-                        seen=int(np.isin(test, train).sum()),
-                        held_out_shared=int(np.isin(test, held_out).sum())))
+        train = train_script_split(labels, k)
+        test = official_split(rng_test, labels, k, False)["test_in"]
+        seen = np.concatenate([train["train"], train["val_in"]])
+        out.append(dict(cls=k, n_test_inliers=len(test), seen=int(np.isin(test, seen).sum()),
+                        held_out_shared=int(np.isin(test, train["test_in"]).sum())))
     return out
 
 

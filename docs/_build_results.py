@@ -73,6 +73,12 @@ PAGES_META = {
         "A replay of the data splits of OLED's official MNIST scripts: how many of each "
         "class's test inliers its models were trained or validated on.",
         "python benchmarks/oled_split_check.py", ()),
+    "oled_protocol": (
+        GROUPS[1], "OLED on MNIST: what the official scripts' protocol adds",
+        "sknovelty's OLED trained on the official scripts' split and scored after every "
+        "epoch: the AUROC as sknovelty computes it, then with the scripts' metric, test "
+        "inliers and best-epoch choice added one at a time.",
+        "python benchmarks/oled_protocol.py", ()),
     "paper_mmp": (
         GROUPS[1], "MMP table 2 on full MNIST (masking)",
         "MMP with 75% and 0% masking beside the paper's 10-class means.",

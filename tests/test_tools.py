@@ -369,3 +369,94 @@ def test_oled_split_check_replays_both_scripts():
     for r in rows[1:]:
         assert r["seen"] + r["held_out_shared"] == r["n_test_inliers"]
         assert 0.55 < r["seen"] / r["n_test_inliers"] < 0.78
+
+
+def test_oled_split_replay_keeps_the_scripts_sets_apart():
+    """``official_split``: the digits trained on, the validation inliers and the test inliers
+    partition the class; the validation outliers are drawn after the test outliers are
+    removed; sizes as the scripts compute them; ``test.py``'s class 0 is ``train.py``'s."""
+    bench = _benchmark_module("oled_split_check")
+    labels = np.repeat(np.arange(10), 700)
+    for k in (0, 4):
+        split = bench.train_script_split(labels, k)
+        parts = [split["train"], split["val_in"], split["test_in"]]
+        assert np.array_equal(np.sort(np.concatenate(parts)), np.flatnonzero(labels == k))
+        assert len(split["val_in"]) == 300 and len(split["train"]) == int(700 * 0.6667) - 300
+        assert len(split["test_out"]) == int(len(split["test_in"]) * 0.30)
+        assert len(split["val_out"]) == 90
+        assert not np.isin(split["val_out"], split["test_out"]).any()
+        assert (labels[np.r_[split["test_out"], split["val_out"]]] != k).all()
+    zero = bench.test_script_split(labels, 0)
+    assert np.array_equal(zero["test_in"], bench.train_script_split(labels, 0)["test_in"])
+    assert bench.test_script_split(labels, 3)["val_out"] is None
+
+
+def test_oled_protocol_keras_auc_matches_hand_computed_values():
+    """``oled_protocol.keras_auc`` is ``tf.keras.metrics.AUC``'s ROC at fixed thresholds:
+    with every score alone between two thresholds it is the exact AUROC (up to float
+    rounding of the sums, hence 1e-12); scores sharing a bin count as ties (one half)."""
+    from sklearn.metrics import roc_auc_score
+    bench = _benchmark_module("oled_protocol")
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 2, 20)
+    y[:2] = 0, 1
+    scores = (rng.permutation(20) + 0.5) / 20  # one score in each of the 20 bins of 21 thresholds
+    assert bench.keras_auc(y, scores, 21) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert bench.keras_auc([1, 0], [0.2, 0.1], 11) == pytest.approx(1.0, abs=1e-12)
+    assert bench.keras_auc([1, 0], [0.2, 0.1], 3) == pytest.approx(0.5, abs=1e-12)  # one bin
+    assert bench.keras_auc([1, 0, 1], [0.9, 0.45, 0.2], 3) == pytest.approx(0.75, abs=1e-12)
+
+
+def test_oled_protocol_keeps_the_scripts_epoch_and_adds_each_detail(tmp_path):
+    """``oled_protocol.steps``: the kept epoch is the first with the best validation AUROC
+    (the scripts keep a model only when it beats the best so far); the cumulative rows add
+    the metric, then the test inliers, then the epoch; the epoch alone adds its own change
+    to the library's AUROC. Values are sums of given floats (1e-12)."""
+    bench = _benchmark_module("oled_protocol")
+
+    def epoch(val, clean_scripts, official_scripts, clean_exact):
+        scores = ("avg", "mask", "rec", "cont")
+        return {"val_scripts": dict.fromkeys(scores, val),
+                "clean_scripts": dict.fromkeys(scores, clean_scripts),
+                "official_scripts": dict.fromkeys(scores, official_scripts),
+                "clean_exact": dict.fromkeys(scores, clean_exact),
+                "official_exact": dict.fromkeys(scores, 0.0)}
+
+    row = dict(cls=3, seed=0, epochs=3, official_seen=0.66, fit_s=1.0,
+               library={"clean": dict.fromkeys(("avg", "mask", "rec", "cont"), 0.80),
+                        "official": dict.fromkeys(("avg", "mask", "rec", "cont"), 0.83)},
+               per_epoch=[epoch(0.7, 0.70, 0.72, 0.71), epoch(0.9, 0.90, 0.93, 0.91),
+                          epoch(0.9, 0.81, 0.85, 0.79)],
+               provenance={"command": "python oled_protocol.py", "date": "d", "machine": "m",
+                           "python": "3", "versions": {}})
+    assert bench._best(row, "avg") == 1
+    got = bench.steps(row, "avg")
+    want = {"sknovelty": 0.80, "+ metric": 0.81, "+ metric + test inliers": 0.85,
+            "+ metric + test inliers + epoch": 0.93, "metric alone": 0.81,
+            "test inliers alone": 0.83, "epoch alone": 0.80 + 0.91 - 0.79}
+    assert got == pytest.approx(want, abs=1e-12)
+    bench.report(str(tmp_path), [row], row["provenance"])
+    text = (tmp_path / "oled_protocol.md").read_text()
+    assert "| + metric + test inliers + epoch | 0.9300 (+0.1300) |" in text
+    assert "| 3 | 0.66 | 0.8000 | 0.8100 | 0.8500 | 0.9300 (1) |" in text
+
+
+def test_oled_protocol_probe_sees_each_epoch_without_changing_the_fit():
+    """``oled_protocol.EpochTerms`` records the raw terms after every epoch; the last are the
+    fitted model's (rtol 1e-4: batches of other sizes change float32 rounding), and the fit
+    with the probe scores exactly as the fit without it (same arithmetic, nothing random
+    drawn by the probe: no tolerance)."""
+    from sknovelty._scoring import ScoringMixin
+    from sknovelty.registry import ESTIMATORS
+    bench = _benchmark_module("oled_protocol")
+    X = np.random.RandomState(0).rand(48, 1, 8, 8).astype(np.float32)
+    probe = bench.EpochTerms(X[:20], batch_size=7)
+    with_probe = ESTIMATORS["OLED"].tiny(epochs=3, random_state=0, callbacks=[probe]).fit(X)
+    without = ESTIMATORS["OLED"].tiny(epochs=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(with_probe.score_samples(X), without.score_samples(X))
+    seen = next(cb for _, cb in with_probe.net_.callbacks_ if isinstance(cb, bench.EpochTerms))
+    assert len(seen.terms_) == 3
+    raw = ScoringMixin.score_components(with_probe, X[:20])
+    for name in ("rec", "mask", "cont"):
+        np.testing.assert_allclose(seen.terms_[-1][name], raw[name], rtol=1e-4, atol=1e-7)
+    assert not np.allclose(seen.terms_[0]["rec"], seen.terms_[-1]["rec"])  # it trained
