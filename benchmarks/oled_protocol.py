@@ -98,20 +98,10 @@ def keras_auc(y, score, num_thresholds):
     return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2))
 
 
-def minmax(values):
-    low, high = values.min(), values.max()
-    return (values - low) / (high - low if high > low else 1.0)
-
-
-def official_novelty(terms):
-    """The scripts' scores: each term min-max scaled over the rows evaluated together, and
-    s_avg their mean (higher = more novel)."""
-    scaled = {name: minmax(terms[name]) for name in TERMS}
-    return {**scaled, "avg": sum(scaled.values()) / len(TERMS)}
-
-
-def held_out_novelty(terms, reference):
-    """sknovelty's scores: each term scaled by its min and max on normal ``reference`` terms."""
+def scaled_novelty(terms, reference):
+    """Each term scaled by its min and max on the ``reference`` terms, and s_avg their mean
+    (higher = more novel). sknovelty's scores take held-out normal rows as the reference;
+    the scripts' take the rows evaluated together (``reference = terms``)."""
     scaled = {}
     for name in TERMS:
         low, high = reference[name].min(), reference[name].max()
@@ -134,12 +124,14 @@ def epoch_aurocs(terms, sets):
     """
     val_rows, val_out = sets["val"]
     reference = _take(terms, val_rows[val_out == 0])
+    val = _take(terms, val_rows)
     out = {"val_scripts": {s: keras_auc(val_out, v, VAL_THRESHOLDS)
-                           for s, v in official_novelty(_take(terms, val_rows)).items()}}
+                           for s, v in scaled_novelty(val, val).items()}}
     for name in ("clean", "official"):
         rows, y_out = sets[name]
-        scripts = official_novelty(_take(terms, rows))
-        exact = held_out_novelty(_take(terms, rows), reference)
+        evaluated = _take(terms, rows)
+        scripts = scaled_novelty(evaluated, evaluated)
+        exact = scaled_novelty(evaluated, reference)
         out[f"{name}_scripts"] = {s: keras_auc(y_out, v, TEST_THRESHOLDS)
                                   for s, v in scripts.items()}
         out[f"{name}_exact"] = {s: auroc(1 - 2 * y_out, -v) for s, v in exact.items()}
