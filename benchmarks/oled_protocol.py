@@ -155,7 +155,8 @@ def evaluation_rows(train, test):
 def run_class(X, labels, k, seed, args):
     train, test = train_script_split(labels, k), test_script_split(labels, k)
     pooled, sets = evaluation_rows(train, test)
-    probe = EpochTerms(np.ascontiguousarray(X[pooled]))
+    X_eval = np.ascontiguousarray(X[pooled])
+    probe = EpochTerms(X_eval)
     model = make_estimator("OLED", random_state=seed, device=args.device, epochs=args.epochs,
                            callbacks=[probe])
     with Stopwatch(args.device) as fitting:
@@ -163,14 +164,14 @@ def run_class(X, labels, k, seed, args):
     probe = next(cb for _, cb in model.net_.callbacks_ if isinstance(cb, EpochTerms))
     # the callback's last epoch is the fitted model: the same raw terms as the estimator's
     rows = sets["clean"][0][:256]
-    raw = ScoringMixin.score_components(model, X[pooled][rows])
+    raw = ScoringMixin.score_components(model, X_eval[rows])
     for name in TERMS:
         if not np.allclose(probe.terms_[-1][name][rows], raw[name], rtol=1e-4, atol=1e-6):
             raise AssertionError(f"the callback's last-epoch {name} differs from the model's")
     library = {}
     for name in ("clean", "official"):
         rows, y_out = sets[name]
-        components = model.score_components(X[pooled][rows])
+        components = model.score_components(X_eval[rows])
         library[name] = {s: auroc(1 - 2 * y_out, -components[s]) for s in SCORES}
     seen = np.isin(test["test_in"], np.r_[train["train"], train["val_in"]]).mean()
     return dict(cls=int(k), seed=int(seed), epochs=args.epochs, n_train=len(train["train"]),
