@@ -21,7 +21,9 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+import torch
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
 
 from sknovelty.registry import ESTIMATORS
 
@@ -213,6 +215,43 @@ def make_parser(doc, *, seeds=None, classes=None, methods=None, method_choices=N
                         "file of the same name there is replaced (default: benchmarks/results, "
                         "the committed results)")
     return parser
+
+
+class EpochTerms(Callback):
+    """skorch callback: the raw per-sample novelty terms of fixed rows after every ``every``-th
+    epoch (and the last one).
+
+    The terms are those ``score_components`` starts from (the criterion's ``per_sample`` on
+    the module's output), computed in eval mode under ``torch.inference_mode`` in batches of
+    ``batch_size``; the module's training mode is restored after. Nothing random is drawn, so
+    the fit is the one without the callback. ``terms_``: one dict per recorded epoch, term
+    name -> float64 array over the rows of ``X``; ``epochs_``: those epochs (1-based).
+    """
+
+    def __init__(self, X, batch_size=512, every=1):
+        self.X = X
+        self.batch_size = batch_size
+        self.every = every
+
+    def on_train_begin(self, net, **kwargs):
+        self.terms_, self.epochs_ = [], []
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        if epoch % self.every and epoch != net.max_epochs:
+            return
+        module, criterion = net.module_, net.criterion_
+        training = module.training
+        module.eval()
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(self.X), self.batch_size):
+                xb = torch.from_numpy(self.X[start:start + self.batch_size]).to(net.device)
+                parts.append({name: value.double().cpu().numpy() for name, value
+                              in criterion.per_sample(module(xb), xb).items()})
+        module.train(training)
+        self.terms_.append({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+        self.epochs_.append(epoch)
 
 
 class Stopwatch:

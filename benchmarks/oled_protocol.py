@@ -36,11 +36,9 @@ import sys
 import warnings
 
 import numpy as np
-import torch
-from _common import (Stopwatch, append_jsonl, make_estimator, make_parser, provenance,
-                     provenance_lines, read_jsonl, save_result)
+from _common import (EpochTerms, Stopwatch, append_jsonl, make_estimator, make_parser,
+                     provenance, provenance_lines, read_jsonl, save_result)
 from oled_split_check import test_script_split, train_script_split
-from skorch.callbacks import Callback
 
 from sknovelty._scoring import ScoringMixin
 from sknovelty.datasets import load_mnist
@@ -53,37 +51,6 @@ TERMS = ("rec", "mask", "cont")
 PAPER = {"avg": 0.9845, "mask": 0.9851, "rec": 0.9772, "cont": 0.9650}
 #: thresholds of the scripts' AUROC: validation in train.py, test in test.py
 VAL_THRESHOLDS, TEST_THRESHOLDS = 10, 100
-
-
-class EpochTerms(Callback):
-    """skorch callback: the raw per-sample novelty terms of fixed rows after every epoch.
-
-    The terms are those ``score_components`` starts from (the criterion's ``per_sample`` on
-    the module's output), computed in eval mode under ``torch.inference_mode`` in batches of
-    ``batch_size``; the module's training mode is restored after. Nothing random is drawn, so
-    the fit is the one without the callback. ``terms_``: one dict per epoch, term name ->
-    float64 array over the rows of ``X``.
-    """
-
-    def __init__(self, X, batch_size=512):
-        self.X = X
-        self.batch_size = batch_size
-
-    def on_train_begin(self, net, **kwargs):
-        self.terms_ = []
-
-    def on_epoch_end(self, net, **kwargs):
-        module, criterion = net.module_, net.criterion_
-        training = module.training
-        module.eval()
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(self.X), self.batch_size):
-                xb = torch.from_numpy(self.X[start:start + self.batch_size]).to(net.device)
-                parts.append({name: value.double().cpu().numpy() for name, value
-                              in criterion.per_sample(module(xb), xb).items()})
-        module.train(training)
-        self.terms_.append({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
 
 
 def keras_auc(y, score, num_thresholds):

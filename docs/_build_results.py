@@ -81,8 +81,14 @@ PAGES_META = {
         "python benchmarks/oled_protocol.py", ()),
     "paper_mmp": (
         GROUPS[1], "MMP table 2 on full MNIST (masking)",
-        "MMP with 75% and 0% masking beside the paper's 10-class means.",
+        "MMP with 75% and 0% masking beside the paper's 10-class means, with and without "
+        "a skip path in f.",
         "python benchmarks/paper_tables.py mmp", ()),
+    "mmp_budget": (
+        GROUPS[1], "MMP's masking ablation along the training budget",
+        "One MNIST class, 75% and 0% masking with and without the skip path, scored on the "
+        "test digits every few epochs of one fit.",
+        "python benchmarks/mmp_budget.py", ()),
     "robustness": (
         GROUPS[2], "Robustness suite: every estimator at its defaults on 8 data sets",
         "Digits, textures, photographs, faces and three tables that ship offline; AUROC over "

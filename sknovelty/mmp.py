@@ -113,16 +113,38 @@ class StateGenerator(nn.Module):
         return h + self.mlp(h)
 
 
+class InputSkip(nn.Module):
+    """A path from ``X_M`` around the bottleneck of f to its output: a 3x3 convolution
+    (images) or a dense layer (vectors) whose output is added to the decoder's logits, the
+    same for all ``n`` predictions: ``(B, *in_shape) -> (B, 1, *out_shape)``."""
+
+    def __init__(self, in_shape, out_shape):
+        super().__init__()
+        if len(in_shape) == 3:
+            if tuple(in_shape[1:]) != tuple(out_shape[1:]):
+                raise ValueError(f"a skip connection needs predictions of the input's height "
+                                 f"and width, got {tuple(in_shape)} -> {tuple(out_shape)}")
+            self.net = nn.Conv2d(in_shape[0], out_shape[0], 3, padding=1)
+        else:
+            self.net = nn.Linear(in_shape[0], out_shape[0])
+
+    def forward(self, x_m):
+        return self.net(x_m).unsqueeze(1)
+
+
 class StateConditionalNetwork(nn.Module):
     """f(X_M, h): encoder, the state concatenated at the bottleneck, decoder, sigmoid output.
 
     Images: 4x4 stride-2 transposed convolutions mirroring the encoder (cropped to H x W).
     ``forward`` takes the code of ``X_M`` once and ``n`` states, and decodes all ``n``
-    predictions in one batch: ``(B, D), (B, n, S) -> (B, n, *sample_shape)``.
+    predictions in one batch: ``(B, D), (B, n, S) -> (B, n, *sample_shape)``. With
+    ``skip=True`` an :class:`InputSkip` from ``X_M`` (then a third argument of ``forward``)
+    is added to the logits before the sigmoid.
     """
 
-    def __init__(self, sample_shape, channels, latent_dim, state_dim, out_shape=None):
+    def __init__(self, sample_shape, channels, latent_dim, state_dim, out_shape=None, skip=False):
         super().__init__()
+        in_shape = tuple(sample_shape)
         self.encoder = Encoder(sample_shape, channels, latent_dim)
         # what is predicted: the sample itself, or (MMP-AMS) another map of its size
         sample_shape = self.sample_shape = tuple(out_shape or sample_shape)
@@ -145,14 +167,17 @@ class StateConditionalNetwork(nn.Module):
             self.grid = (channels[-1],)
             self.expand = nn.Linear(latent_dim + state_dim, channels[-1])
             self.decoder = nn.Sequential(*layers)
+        self.skip = InputSkip(in_shape, sample_shape) if skip else None
 
-    def forward(self, code, states):
+    def forward(self, code, states, x_m=None):
         b, n = states.shape[:2]
         z = torch.cat([code.unsqueeze(1).expand(b, n, code.shape[1]), states], dim=2)
         out = self.decoder(self.expand(z.flatten(0, 1)).view(b * n, *self.grid))
         if len(self.sample_shape) == 3:
             out = out[:, :, : self.sample_shape[1], : self.sample_shape[2]]
-        return torch.sigmoid(out).view(b, n, *self.sample_shape)
+        if self.skip is None:
+            return torch.sigmoid(out).view(b, n, *self.sample_shape)
+        return torch.sigmoid(out.reshape(b, n, *self.sample_shape) + self.skip(x_m))
 
 
 class MMPModule(nn.Module):
@@ -160,7 +185,7 @@ class MMPModule(nn.Module):
     ``predictions`` the ``n`` outputs of ``f(X_M, h_k)``, ``h_0 = P(X_M)``, ``h_k = R(h_{k-1})``."""
 
     def __init__(self, sample_shape, mask, input_range, n_predictions, channels, latent_dim,
-                 state_dim, state_layers):
+                 state_dim, state_layers, skip=False):
         super().__init__()
         low, high = input_range
         self.register_buffer("low", torch.tensor(low))
@@ -169,7 +194,8 @@ class MMPModule(nn.Module):
         self.n_predictions = n_predictions
         self.first_state = Encoder(sample_shape, channels, state_dim)  # P
         self.state_generator = StateGenerator(state_dim, state_layers)  # R
-        self.predictor = StateConditionalNetwork(sample_shape, channels, latent_dim, state_dim)  # f
+        self.predictor = StateConditionalNetwork(sample_shape, channels, latent_dim, state_dim,
+                                                 skip=skip)  # f
 
     def masked(self, x):
         """``(x01, X_M)``: ``x`` mapped to [0, 1] by the training range, and its masked form."""
@@ -183,7 +209,7 @@ class MMPModule(nn.Module):
             h = self.state_generator(h)
             states.append(h)
         code = self.predictor.encoder(x_m)
-        return x, self.predictor(code, torch.stack(states, dim=1))
+        return x, self.predictor(code, torch.stack(states, dim=1), x_m)
 
 
 # ---------------------------------------------------------------------------- losses
@@ -312,6 +338,13 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         Size of the states h_k.
     state_layers : int, default=7
         Dense layers of R (paper: 7).
+    skip_connection : bool, default=False
+        Add a path from ``X_M`` around the bottleneck of f to its output (a 3x3 convolution
+        for images, a dense layer for vectors, added to the logits before the sigmoid). The
+        paper's f has a skip connection in its first autoencoder (B.2) whose place the text
+        does not give; this is one reading of it. It passes the visible part through, so at
+        ``mask_ratio=0`` f can learn the identity (the failure that masking prevents, sec.
+        3.3). See :ref:`design-mmp-skip`.
     epochs : int, default=120
     batch_size : int, default=64
     learning_rate : float, default=3e-4
@@ -338,7 +371,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
     No public code exists; sizes follow appendix B.2 in spirit (strided 4x4 convolutions with
     ReLU, the state concatenated at the bottleneck, sigmoid outputs, R of 7 dense layers with a
     skip connection) but f is one autoencoder, not two stacked ones, and is scaled for small
-    images. The mask is drawn once per fit (from ``random_state``) and kept fixed, as the
+    images; its skip connection is optional (``skip_connection``, off by default, so that
+    results made without it stay reproducible). The mask is drawn once per fit (from ``random_state``) and kept fixed, as the
     paper's algorithm 1 takes one mask ``M``. The paper trains MNIST 200 epochs with lr 1e-4
     and batch 128 on ~6,000 images per class; the defaults here (lr 3e-4, 120 epochs, batch 64)
     suit small training sets.
@@ -368,7 +402,8 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
 
     def __init__(self, n_predictions=10, loss="nn_np", lam=0.1, delta=0.05, warmup_epochs=0,
                  distance="l2", patch_size=7, mask_ratio=0.75, hidden_features=None,
-                 channels=(32, 64, 128), latent_dim=64, state_dim=128, state_layers=7, *,
+                 channels=(32, 64, 128), latent_dim=64, state_dim=128, state_layers=7,
+                 skip_connection=False, *,
                  epochs=120, batch_size=64, learning_rate=3e-4, validation_fraction=0.1,
                  contamination=0.1, device="auto", random_state=None, verbose=0,
                  image_shape=None, callbacks=None, n_jobs=None,
@@ -386,6 +421,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         self.latent_dim = latent_dim
         self.state_dim = state_dim
         self.state_layers = state_layers
+        self.skip_connection = skip_connection
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -415,6 +451,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "state_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "state_layers": [Interval(numbers.Integral, 1, None, closed="left")],
+        "skip_connection": ["boolean"],
     }
 
     def _check_hyperparameters(self):
@@ -437,7 +474,7 @@ class MaskedMultiPredictionDetector(BaseDeepDetector):
         # buffer replaces it
         return MMPModule(sample_shape, self._make_mask(sample_shape), input_range,
                          self.n_predictions, tuple(self.channels), self.latent_dim,
-                         self.state_dim, self.state_layers)
+                         self.state_dim, self.state_layers, self.skip_connection)
 
     def _build_criterion(self, sample_shape):
         return MMPLoss(self.n_predictions, self.loss, self.lam, self.delta, self.distance,

@@ -118,15 +118,49 @@ def test_parameter_count_does_not_depend_on_the_number_of_predictions():
     assert not torch.allclose(preds[:, 0], preds[:, 1])  # the states differ
 
 
-def test_hidden_input_does_not_reach_the_network():
+@pytest.mark.parametrize("skip", [False, True])
+def test_hidden_input_does_not_reach_the_network(skip):
     mask = torch.ones(1, 8, 8)
     mask[:, :4] = 0
-    m = MMPModule((1, 8, 8), mask, (0.0, 1.0), 3, (4, 8), 8, 6, 3)
+    m = MMPModule((1, 8, 8), mask, (0.0, 1.0), 3, (4, 8), 8, 6, 3, skip=skip)
     x = torch.rand(2, 1, 8, 8)
     y = x.clone()
     y[:, :, :4] = torch.rand(2, 1, 4, 8)  # change only hidden pixels
     # exact: the masked inputs are the same numbers, so the network runs the same computation
     torch.testing.assert_close(m(x)[1], m(y)[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 7), (2, 8, 8), (5,)])
+def test_skip_connection_adds_the_masked_input_to_every_predictions_logits(shape):
+    """With the decoder's last layer silenced, each prediction is sigmoid(skip(X_M)): the
+    path sees X_M (not X), lands on the same pixels (7 px: the decoder's 8 px output is
+    cropped) and is shared by all predictions."""
+    mask = (torch.rand(shape) > 0.5).float()
+    m = MMPModule(shape, mask, (0.0, 1.0), 3, (4, 8), 8, 6, 3, skip=True)
+    f = m.predictor
+    last = f.decoder[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        f.skip.net.bias.fill_(-5.0)
+        f.skip.net.weight.zero_()
+        if len(shape) == 3:  # each channel to itself, at the centre of the 3x3 kernel
+            for c in range(shape[0]):
+                f.skip.net.weight[c, c, 1, 1] = 10.0
+        else:
+            f.skip.net.weight.copy_(10.0 * torch.eye(shape[0]))
+    x = torch.rand(4, *shape)
+    expected = torch.sigmoid(10.0 * x * mask - 5.0).unsqueeze(1).expand(4, 3, *shape)
+    # float32: one multiply-add and a sigmoid, against the same in a different order (~1e-7)
+    torch.testing.assert_close(m(x)[1], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_skip_connection_needs_predictions_of_the_inputs_size():
+    from sknovelty.mmp import InputSkip
+
+    with pytest.raises(ValueError, match="height and width"):
+        InputSkip((1, 8, 8), (1, 4, 4))
+    assert InputSkip((1, 8, 8), (2, 8, 8))(torch.rand(3, 1, 8, 8)).shape == (3, 1, 2, 8, 8)
 
 
 # ---------------------------------------------------------------- estimator
@@ -168,18 +202,20 @@ def test_components_predict_all_and_fitted_attributes(digits):
     assert det.mask_.shape == (1, 8, 8)
 
 
-@pytest.mark.parametrize("kw", [{}, {"hidden_features": [False] * 6 + [True] * 2}])
+@pytest.mark.parametrize("kw", [{}, {"skip_connection": True},
+                                {"hidden_features": [False] * 6 + [True] * 2}])
 def test_determinism_and_round_trips(kw, digits, blobs, tmp_path):
     X, y = digits
-    if kw:  # vectors with an explicit feature mask: 8 features, the last 2 hidden
+    if "hidden_features" in kw:  # vectors with an explicit feature mask: 8 features, the last 2 hidden
         X, y = np.hstack([blobs, blobs[:, :3]]), np.zeros(len(blobs), int) + 1
     det = tiny_mmp(**kw).fit(X[y == 1][:80])
     expected = det.score_samples(X[:40])
     # exact: the same seed runs the same computation in the same process and thread count,
     # and the round trips below restore bit-identical weights
     np.testing.assert_array_equal(tiny_mmp(**kw).fit(X[y == 1][:80]).score_samples(X[:40]), expected)
-    if kw:
+    if "hidden_features" in kw:
         np.testing.assert_array_equal(det.mask_, [1, 1, 1, 1, 1, 1, 0, 0])
+    assert (det.net_.module_.predictor.skip is not None) == bool(kw.get("skip_connection"))
     det.save(tmp_path / "m.pt")
     for other in (pickle.loads(pickle.dumps(det)), load(tmp_path / "m.pt")):
         np.testing.assert_array_equal(other.score_samples(X[:40]), expected)

@@ -441,14 +441,14 @@ def test_oled_protocol_keeps_the_scripts_epoch_and_adds_each_detail(tmp_path):
     assert "| 3 | 0.66 | 0.8000 | 0.8100 | 0.8500 | 0.9300 (1) |" in text
 
 
-def test_oled_protocol_probe_sees_each_epoch_without_changing_the_fit():
-    """``oled_protocol.EpochTerms`` records the raw terms after every epoch; the last are the
-    fitted model's (rtol 1e-4: batches of other sizes change float32 rounding), and the fit
-    with the probe scores exactly as the fit without it (same arithmetic, nothing random
-    drawn by the probe: no tolerance)."""
+def test_epoch_probe_sees_each_epoch_without_changing_the_fit():
+    """``_common.EpochTerms`` (OLED's and MMP's budget benchmarks) records the raw terms after
+    every epoch; the last are the fitted model's (rtol 1e-4: batches of other sizes change
+    float32 rounding), and the fit with the probe scores exactly as the fit without it (same
+    arithmetic, nothing random drawn by the probe: no tolerance)."""
     from sknovelty._scoring import ScoringMixin
     from sknovelty.registry import ESTIMATORS
-    bench = _benchmark_module("oled_protocol")
+    bench = _benchmark_module("_common")
     X = np.random.RandomState(0).rand(48, 1, 8, 8).astype(np.float32)
     probe = bench.EpochTerms(X[:20], batch_size=7)
     with_probe = ESTIMATORS["OLED"].tiny(epochs=3, random_state=0, callbacks=[probe]).fit(X)
@@ -460,3 +460,31 @@ def test_oled_protocol_probe_sees_each_epoch_without_changing_the_fit():
     for name in ("rec", "mask", "cont"):
         np.testing.assert_allclose(seen.terms_[-1][name], raw[name], rtol=1e-4, atol=1e-7)
     assert not np.allclose(seen.terms_[0]["rec"], seen.terms_[-1]["rec"])  # it trained
+    assert seen.epochs_ == [1, 2, 3]
+
+
+def test_mmp_budget_records_every_nth_epoch_and_the_last_and_reports_the_gap(tmp_path):
+    """``mmp_budget.run_fit``: the probe scores every ``every``-th epoch and the last; the
+    last equals the fitted model's AUROC (the script checks the raw errors itself). The
+    report gives each variant per epoch and 75% - 0% where both have the epoch (differences
+    of given floats: 1e-12 in the text's 4 decimals)."""
+    import argparse
+
+    bench = _benchmark_module("mmp_budget")
+    rng = np.random.RandomState(0)
+    X = rng.rand(120, 1, 28, 28).astype(np.float32)
+    y = np.tile([3, 5], 60)
+    args = argparse.Namespace(device="cpu", epochs=3, every=2)
+    row = bench.run_fit((X[:80], y[:80], X[80:], y[80:]), 3, 0, "0% skip", args)
+    assert [e for e, _ in row["per_epoch"]] == [2, 3]
+    assert row["per_epoch"][-1][1] == pytest.approx(row["final"], abs=1e-12)
+    prov = {"command": "python mmp_budget.py", "date": "d", "machine": "m", "python": "3",
+            "versions": {}}
+    rows = [dict(cls=3, seed=0, variant=v, epochs=10, n_train=1, fit_s=1.0, final=a[-1],
+                 per_epoch=[[5, a[0]], [10, a[1]]], provenance=prov)
+            for v, a in (("75%", (0.9, 0.95)), ("0%", (0.8, 0.97)))]
+    bench.report(str(tmp_path), rows, prov)
+    text = (tmp_path / "mmp_budget.md").read_text()
+    assert "| 75% | 0.9000 | 0.9500 | 1 |" in text
+    assert "| 75% - 0% | +0.1000 | -0.0200 | |" in text
+    assert "75% skip - 0% skip" not in text  # no skip rows: no gap line for them
