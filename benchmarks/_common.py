@@ -359,6 +359,17 @@ def save_result(out, stem, lines, payload):
     print("\n".join(lines))
 
 
+def run_lines(rows):
+    """The "Runs that wrote these rows" list of a report: each distinct command of the rows'
+    ``provenance``, with the date and machine of its first row."""
+    runs = {}
+    for r in rows:
+        runs.setdefault(r["provenance"]["command"], r["provenance"])
+    return [line for command, run in runs.items()
+            for line in (f"- run `{command}`", f"  - date: {run['date']}",
+                         f"  - machine: {run['machine']}")]
+
+
 def resumable_main(doc, stem, run, report, *, seeds=(0, 1, 2), device="cpu", before_run=None):
     """The command line of a benchmark whose rows go to ``OUT/stem.jsonl`` as they finish:
     ``--seeds``, ``--device``, ``--out`` and ``--report`` (only rewrite ``stem.{md,json}``

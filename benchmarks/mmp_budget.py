@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 from _common import (EpochTerms, Stopwatch, append_jsonl, make_estimator, make_parser,
-                     provenance, provenance_lines, read_jsonl, save_result)
+                     provenance, provenance_lines, read_jsonl, run_lines, save_result)
 
 from sknovelty.datasets import load_mnist
 from sknovelty.metrics import auroc
@@ -91,11 +91,7 @@ def report(out, rows, info):
     lines += ["Fit seconds include scoring the 10,000 test digits at each recorded epoch; fits "
               "at one torch thread, several at a time, are not timings.", "",
               "Runs that wrote these rows:", ""]
-    runs = {}
-    for r in rows:
-        runs.setdefault(r["provenance"]["command"], r["provenance"])
-    for command, run in runs.items():
-        lines += [f"- `{command}`: {run['date']}, {run['machine']}"]
+    lines += run_lines(rows)
     save_result(out, STEM, lines, payload)
 
 
@@ -114,6 +110,7 @@ def main():
     path = os.path.join(args.out, STEM + ".jsonl")
     if not args.report:
         data = (*load_mnist(split="train"), *load_mnist(split="test"))
+        os.makedirs(args.out, exist_ok=True)
         done = {(r["cls"], r["seed"], r["epochs"], r["variant"])
                 for r in (read_jsonl(path) if os.path.exists(path) else [])}
         for seed in args.seeds:

@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 from _common import (EpochTerms, Stopwatch, append_jsonl, make_estimator, make_parser,
-                     provenance, provenance_lines, read_jsonl, save_result)
+                     provenance, provenance_lines, read_jsonl, run_lines, save_result)
 from oled_split_check import test_script_split, train_script_split
 
 from sknovelty._scoring import ScoringMixin
@@ -234,12 +234,7 @@ def report(out, rows, info):
               "`paper_oled.md`'s. Fit seconds include scoring the evaluation digits after "
               "every epoch; fits at one torch thread, two at a time, are not timings.", "",
               "Runs that wrote these rows:", ""]
-    runs = {}
-    for r in rows:
-        runs.setdefault(r["provenance"]["command"], r["provenance"])
-    for command, run in runs.items():
-        lines += [f"- run `{command}`", f"  - date: {run['date']}",
-                  f"  - machine: {run['machine']}"]
+    lines += run_lines(rows)
     save_result(out, STEM, lines, payload)
 
 
