@@ -396,3 +396,26 @@ def pending(path, seeds, names):
     ``path`` (rows keyed by ``"seed"`` and ``"set"``): what a resumed run has left to do."""
     done = {(r["set"], r["seed"]) for r in read_jsonl(path)} if os.path.exists(path) else set()
     return [(seed, name) for seed in seeds for name in names if (name, seed) not in done]
+
+
+def run_pending(path, tasks, run_one, info, describe):
+    """Run what a resumed benchmark has left and write each row as it finishes.
+
+    ``tasks`` are dicts of the fields that key a row of the JSON-lines file ``path``. A task
+    whose values some row of ``path`` already has is skipped; for each other task, ``row =
+    run_one(task)`` runs with warnings silenced, is appended to ``path`` (created, with its
+    folder, if missing) with ``info`` as its ``"provenance"``, and ``describe(row)`` is
+    printed. Returns how many tasks ran."""
+    rows = read_jsonl(path) if os.path.exists(path) else []
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    ran = 0
+    for task in tasks:
+        if any(all(r.get(f) == v for f, v in task.items()) for r in rows):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            row = run_one(task)
+        append_jsonl(path, [{**row, "provenance": info}])
+        print(describe(row), flush=True)
+        ran += 1
+    return ran

@@ -18,11 +18,11 @@ the raw nearest-neighbour error, which the estimator's score z-scores (the same 
 """
 
 import os
-import warnings
 
 import numpy as np
-from _common import (EpochTerms, Stopwatch, append_jsonl, make_estimator, make_parser,
-                     provenance, provenance_lines, read_jsonl, run_lines, save_result)
+from _common import (EpochTerms, Stopwatch, make_estimator, make_parser,
+                     provenance, provenance_lines, read_jsonl, run_lines, run_pending,
+                     save_result)
 
 from sknovelty.datasets import load_mnist
 from sknovelty.metrics import auroc
@@ -57,6 +57,33 @@ def run_fit(data, k, seed, variant, args):
                            for e, t in zip(probe.epochs_, probe.terms_)])
 
 
+def gap_by_class(rows):
+    """Markdown lines: 75% - 0% (and the same with the path) per class at each recorded epoch,
+    and the mean over the classes, for each (seed, epochs) that has both fits on two or more
+    classes."""
+    lines = []
+    for skip in ("", " skip"):
+        for seed, n_epochs in sorted({(r["seed"], r["epochs"]) for r in rows}):
+            at = {(r["cls"], r["variant"]): dict(r["per_epoch"]) for r in rows
+                  if (r["seed"], r["epochs"]) == (seed, n_epochs)}
+            classes = sorted(k for k, v in at if v == "75%" + skip and (k, "0%" + skip) in at)
+            if len(classes) < 2:
+                continue
+            gaps = {k: {e: at[k, "75%" + skip][e] - at[k, "0%" + skip][e]
+                        for e in at[k, "75%" + skip] if e in at[k, "0%" + skip]}
+                    for k in classes}
+            epochs = sorted({e for g in gaps.values() for e in g})
+            lines += [f"## 75%{skip} - 0%{skip} by class, seed {seed}, {n_epochs} epochs", "",
+                      "| class | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+                      "|---|" + "---|" * len(epochs)]
+            lines += [f"| {k} | " + " | ".join(f"{gaps[k][e]:+.4f}" if e in gaps[k] else "—"
+                                               for e in epochs) + " |" for k in classes]
+            lines += ["| **mean** | " + " | ".join(
+                f"{np.mean([gaps[k][e] for k in classes]):+.4f}"
+                if all(e in gaps[k] for k in classes) else "—" for e in epochs) + " |", ""]
+    return lines
+
+
 def report(out, rows, info):
     rows = sorted({(r["cls"], r["seed"], r["epochs"], r["variant"]): r for r in rows}.values(),
                   key=lambda r: (r["cls"], r["seed"], r["epochs"], list(VARIANTS).index(r["variant"])))
@@ -88,6 +115,7 @@ def report(out, rows, info):
                 lines.append(f"| 75%{skip} - 0%{skip} | " + " | ".join(
                     f"{a[e] - b[e]:+.4f}" if e in a and e in b else "—" for e in epochs) + " | |")
         lines.append("")
+    lines += gap_by_class(rows)
     lines += ["Fit seconds include scoring the 10,000 test digits at each recorded epoch; fits "
               "at one torch thread, several at a time, are not timings.", "",
               "Runs that wrote these rows:", ""]
@@ -110,20 +138,12 @@ def main():
     path = os.path.join(args.out, STEM + ".jsonl")
     if not args.report:
         data = (*load_mnist(split="train"), *load_mnist(split="test"))
-        os.makedirs(args.out, exist_ok=True)
-        done = {(r["cls"], r["seed"], r["epochs"], r["variant"])
-                for r in (read_jsonl(path) if os.path.exists(path) else [])}
-        for seed in args.seeds:
-            for k in args.classes:
-                for variant in args.variants:
-                    if (k, seed, args.epochs, variant) in done:
-                        continue
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        row = run_fit(data, k, seed, variant, args)
-                    append_jsonl(path, [{**row, "provenance": info}])
-                    print(f"class {k} seed {seed} {variant}: "
-                          + ", ".join(f"{e}: {a:.4f}" for e, a in row["per_epoch"]), flush=True)
+        tasks = [{"cls": k, "seed": seed, "epochs": args.epochs, "variant": variant}
+                 for seed in args.seeds for k in args.classes for variant in args.variants]
+        run_pending(path, tasks,
+                    lambda t: run_fit(data, t["cls"], t["seed"], t["variant"], args), info,
+                    lambda row: f"class {row['cls']} seed {row['seed']} {row['variant']}: "
+                    + ", ".join(f"{e}: {a:.4f}" for e, a in row["per_epoch"]))
     report(args.out, read_jsonl(path), info)
 
 

@@ -33,11 +33,11 @@ fixed by their seed 17).
 
 import os
 import sys
-import warnings
 
 import numpy as np
-from _common import (EpochTerms, Stopwatch, append_jsonl, make_estimator, make_parser,
-                     provenance, provenance_lines, read_jsonl, run_lines, save_result)
+from _common import (EpochTerms, Stopwatch, make_estimator, make_parser,
+                     provenance, provenance_lines, read_jsonl, run_lines, run_pending,
+                     save_result)
 from oled_split_check import test_script_split, train_script_split
 
 from sknovelty._scoring import ScoringMixin
@@ -251,20 +251,11 @@ def main(argv=None):
     if not args.report:
         X, y = (np.concatenate(parts) for parts in zip(load_mnist(split="train"),
                                                          load_mnist(split="test")))
-        done = {(r["cls"], r["seed"], r["epochs"]) for r in read_jsonl(path)} \
-            if os.path.exists(path) else set()
-        os.makedirs(args.out, exist_ok=True)
-        for seed in args.seeds:
-            for k in args.classes:
-                if (k, seed, args.epochs) in done:
-                    continue
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    row = run_class(X, y, k, seed, args)
-                append_jsonl(path, [{**row, "provenance": info}])
-                print(f"class {k} seed {seed}: "
-                      + "  ".join(f"{label} {v:.4f}" for label, v in steps(row, "avg").items()),
-                      flush=True)
+        tasks = [{"cls": k, "seed": seed, "epochs": args.epochs}
+                 for seed in args.seeds for k in args.classes]
+        run_pending(path, tasks, lambda t: run_class(X, y, t["cls"], t["seed"], args), info,
+                    lambda row: f"class {row['cls']} seed {row['seed']}: " + "  ".join(
+                        f"{label} {v:.4f}" for label, v in steps(row, "avg").items()))
     rows = read_jsonl(path) if os.path.exists(path) else []
     if not rows:
         sys.exit(f"no rows in {path}")

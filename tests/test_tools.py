@@ -463,6 +463,38 @@ def test_epoch_probe_sees_each_epoch_without_changing_the_fit():
     assert seen.epochs_ == [1, 2, 3]
 
 
+def test_run_pending_resumes_what_is_left_and_writes_each_row_as_it_finishes(tmp_path, capsys):
+    """``_common.run_pending`` (the resume loop of ``oled_protocol`` and ``mmp_budget``):
+    tasks whose key fields a row already has are skipped, the others run in order and are
+    appended with the run's provenance; a run stopped by an error keeps the rows before it."""
+    bench = _benchmark_module("_common")
+    path = str(tmp_path / "sub" / "rows.jsonl")
+    tasks = [{"cls": k, "variant": v} for k in (1, 2) for v in ("a", "b")]
+    calls = []
+
+    def run_one(task):
+        calls.append((task["cls"], task["variant"]))
+        if task == {"cls": 2, "variant": "a"} and len(calls) == 3:
+            raise KeyboardInterrupt  # the first run stops here
+        return {**task, "auc": task["cls"] / 10}
+
+    describe = lambda row: f"{row['cls']}{row['variant']}"  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_pending(path, tasks, run_one, {"run": 1}, describe)
+    assert [(r["cls"], r["variant"], r["provenance"]) for r in bench.read_jsonl(path)] == \
+        [(1, "a", {"run": 1}), (1, "b", {"run": 1})]
+    calls.clear()
+    assert bench.run_pending(path, tasks, run_one, {"run": 2}, describe) == 2
+    assert calls == [(2, "a"), (2, "b")]
+    rows = bench.read_jsonl(path)
+    assert [(r["cls"], r["variant"], r["provenance"]["run"]) for r in rows] == \
+        [(1, "a", 1), (1, "b", 1), (2, "a", 2), (2, "b", 2)]
+    assert capsys.readouterr().out.split() == ["1a", "1b", "2a", "2b"]
+    assert bench.run_pending(path, tasks, run_one, {"run": 3}, describe) == 0  # all done
+    # a key field with another value is another task
+    assert bench.run_pending(path, [{"cls": 1, "variant": "c"}], run_one, {}, describe) == 1
+
+
 def test_mmp_budget_records_every_nth_epoch_and_the_last_and_reports_the_gap(tmp_path):
     """``mmp_budget.run_fit``: the probe scores every ``every``-th epoch and the last; the
     last equals the fitted model's AUROC (the script checks the raw errors itself). The
@@ -488,3 +520,10 @@ def test_mmp_budget_records_every_nth_epoch_and_the_last_and_reports_the_gap(tmp
     assert "| 75% | 0.9000 | 0.9500 | 1 |" in text
     assert "| 75% - 0% | +0.1000 | -0.0200 | |" in text
     assert "75% skip - 0% skip" not in text  # no skip rows: no gap line for them
+    assert "by class" not in text  # one class: no table across classes
+    more = [dict(r, cls=5, per_epoch=[[5, r["per_epoch"][0][1] - 0.1], [10, 0.9]]) for r in rows]
+    bench.report(str(tmp_path), rows + more, prov)
+    text = (tmp_path / "mmp_budget.md").read_text()
+    assert "## 75% - 0% by class, seed 0, 10 epochs" in text
+    assert "| 5 | +0.1000 | +0.0000 |" in text
+    assert "| **mean** | +0.1000 | -0.0100 |" in text
