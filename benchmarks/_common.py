@@ -304,12 +304,22 @@ def _version(package):
 def provenance(args):
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu, ident = platform.processor() or platform.machine(), {}
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+            for line in f:
+                key, _, value = line.partition(":")
+                ident.setdefault(key.strip(), value.strip())
+                if not line.strip():  # the first processor's block is enough
+                    break
+    except OSError:
         pass
+    cpu = ident.get("model name", cpu)
+    # two hosts with the same model name can differ in generation and in the kernels torch
+    # picks, and a long fit can amplify their float differences into another AUROC
+    generation = (f"family {ident['cpu family']} model {ident['model']}, "
+                  if "cpu family" in ident and "model" in ident else "")
+    cpu += f" ({generation}torch kernels {torch.backends.cpu.get_cpu_capability()})"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
         "command": "python " + shlex.join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
