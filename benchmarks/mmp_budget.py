@@ -2,7 +2,7 @@
 and without a skip path in f.
 
 The paper's 0% masking scores 0.859 on MNIST against 0.940 at 75%; ``paper_tables.py mmp`` at
-10 epochs gives 0.944 and 0.940 (the ablation does not reproduce). Sec. 3.3 says what masking
+10 epochs gives 0.944 and 0.941 (the ablation does not reproduce). Sec. 3.3 says what masking
 prevents: f learning the identity, which reconstructs anomalies too. Two things could make
 that happen in the paper and not here: the budget (200 epochs against 10) and the network
 (supp. B.2: f has a skip connection in its first autoencoder; sknovelty's f has none unless
