@@ -57,6 +57,12 @@ def run_fit(data, k, seed, variant, args):
                            for e, t in zip(probe.epochs_, probe.terms_)])
 
 
+def gap(hi, lo):
+    """``{epoch: AUROC of row hi - AUROC of row lo}`` at the epochs both rows recorded."""
+    a, b = dict(hi["per_epoch"]), dict(lo["per_epoch"])
+    return {e: a[e] - b[e] for e in a if e in b}
+
+
 def gap_by_class(rows):
     """Markdown lines: 75% - 0% (and the same with the path) per class at each recorded epoch,
     and the mean over the classes, for each (seed, epochs) that has both fits on two or more
@@ -64,14 +70,12 @@ def gap_by_class(rows):
     lines = []
     for skip in ("", " skip"):
         for seed, n_epochs in sorted({(r["seed"], r["epochs"]) for r in rows}):
-            at = {(r["cls"], r["variant"]): dict(r["per_epoch"]) for r in rows
+            at = {(r["cls"], r["variant"]): r for r in rows
                   if (r["seed"], r["epochs"]) == (seed, n_epochs)}
             classes = sorted(k for k, v in at if v == "75%" + skip and (k, "0%" + skip) in at)
             if len(classes) < 2:
                 continue
-            gaps = {k: {e: at[k, "75%" + skip][e] - at[k, "0%" + skip][e]
-                        for e in at[k, "75%" + skip] if e in at[k, "0%" + skip]}
-                    for k in classes}
+            gaps = {k: gap(at[k, "75%" + skip], at[k, "0%" + skip]) for k in classes}
             epochs = sorted({e for g in gaps.values() for e in g})
             lines += [f"## 75%{skip} - 0%{skip} by class, seed {seed}, {n_epochs} epochs", "",
                       "| class | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
@@ -111,9 +115,9 @@ def report(out, rows, info):
         for skip in ("", " skip"):
             hi, lo = group.get("75%" + skip), group.get("0%" + skip)
             if hi and lo:
-                a, b = dict(hi["per_epoch"]), dict(lo["per_epoch"])
+                d = gap(hi, lo)
                 lines.append(f"| 75%{skip} - 0%{skip} | " + " | ".join(
-                    f"{a[e] - b[e]:+.4f}" if e in a and e in b else "—" for e in epochs) + " | |")
+                    f"{d[e]:+.4f}" if e in d else "—" for e in epochs) + " | |")
         lines.append("")
     lines += gap_by_class(rows)
     lines += ["Fit seconds include scoring the 10,000 test digits at each recorded epoch; fits "
