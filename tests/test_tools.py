@@ -412,7 +412,8 @@ def test_oled_protocol_keeps_the_scripts_epoch_and_adds_each_detail(tmp_path):
     """``oled_protocol.steps``: the kept epoch is the first with the best validation AUROC
     (the scripts keep a model only when it beats the best so far); the cumulative rows add
     the metric, then the test inliers, then the epoch; the epoch alone adds its own change
-    to the library's AUROC. Values are sums of given floats (1e-12)."""
+    to the library's AUROC; the trajectory lists s_avg per epoch. Values are sums of given
+    floats (1e-12)."""
     bench = _benchmark_module("oled_protocol")
 
     def epoch(val, clean_scripts, official_scripts, clean_exact):
@@ -440,6 +441,10 @@ def test_oled_protocol_keeps_the_scripts_epoch_and_adds_each_detail(tmp_path):
     text = (tmp_path / "oled_protocol.md").read_text()
     assert "| + metric + test inliers + epoch | 0.9300 (+0.1300) |" in text
     assert "| 3 | 0.66 | 0.8000 | 0.8100 | 0.8500 | 0.9300 (1) |" in text
+    # the trajectory: s_avg per epoch and the mean |change| (0.20 + 0.12) / 2
+    values, step = bench.trajectory(row)
+    assert values == [0.71, 0.91, 0.79] and step == pytest.approx(0.16, abs=1e-12)
+    assert "| 3 | 0.710 | 0.910 | 0.790 | 0.160 |" in text
 
 
 def test_epoch_probe_sees_each_epoch_without_changing_the_fit():
