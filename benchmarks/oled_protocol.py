@@ -27,6 +27,7 @@ protocol move the number", not "what would the paper's 300 epochs give". The spl
 fixed by their seed 17).
 
     python benchmarks/oled_protocol.py                       # classes 0-9, 5 epochs
+    python benchmarks/oled_protocol.py --classes 8 --epochs 20   # the default budget, class 8
     python benchmarks/oled_protocol.py --classes 2 --epochs 1 --out /tmp/op   # a quick look
     python benchmarks/oled_protocol.py --report              # rewrite the .md/.json
 """
