@@ -42,7 +42,7 @@ resumes); ``--report`` rewrites ``embedding_gap.{md,json}`` from them.
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import (append_jsonl, pending, provenance_lines, read_jsonl, resumable_main,
+from _common import (append_jsonl, pending, provenance_lines, resumable_main,
                      save_result)
 from embedding import IMAGE_SETS, _best_pixel, pixel_cell, pixel_row
 from embedding_stages import unit

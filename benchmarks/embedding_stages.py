@@ -25,7 +25,7 @@ configuration chosen on the other four.
 
 
 import numpy as np
-from _common import (append_jsonl, pending, provenance_lines, read_jsonl, resumable_main,
+from _common import (append_jsonl, pending, provenance_lines, resumable_main,
                      save_result)
 from embedding import IMAGE_SETS
 

@@ -29,7 +29,6 @@ import os
 import warnings
 
 import numpy as np
-import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
