@@ -401,11 +401,20 @@ def resumable_main(doc, stem, run, report, *, seeds=(0, 1, 2), device="cpu", bef
     report(args.out, read_jsonl(path), info)
 
 
+def undone(path, tasks):
+    """The ``tasks`` (dicts of the fields that key a row) that no row of the JSON-lines file
+    ``path`` has yet: what a resumed run has left to do (all of them if ``path`` is
+    missing)."""
+    rows = read_jsonl(path) if os.path.exists(path) else []
+    return [task for task in tasks
+            if not any(all(r.get(f) == v for f, v in task.items()) for r in rows)]
+
+
 def pending(path, seeds, names):
-    """``(seed, name)`` for each seed and name whose row is not yet in the JSON-lines file
-    ``path`` (rows keyed by ``"seed"`` and ``"set"``): what a resumed run has left to do."""
-    done = {(r["set"], r["seed"]) for r in read_jsonl(path)} if os.path.exists(path) else set()
-    return [(seed, name) for seed in seeds for name in names if (name, seed) not in done]
+    """``(seed, name)`` for each seed and name whose row (keyed by ``"seed"`` and ``"set"``)
+    is not yet in ``path``: :func:`undone` for the embedding benchmarks."""
+    todo = undone(path, [{"seed": seed, "set": name} for seed in seeds for name in names])
+    return [(task["seed"], task["set"]) for task in todo]
 
 
 def run_pending(path, tasks, run_one, info, describe):
@@ -416,12 +425,10 @@ def run_pending(path, tasks, run_one, info, describe):
     run_one(task)`` runs with warnings silenced, is appended to ``path`` (created, with its
     folder, if missing) with ``info`` as its ``"provenance"``, and ``describe(row)`` is
     printed. Returns how many tasks ran."""
-    rows = read_jsonl(path) if os.path.exists(path) else []
+    todo = undone(path, tasks)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     ran = 0
-    for task in tasks:
-        if any(all(r.get(f) == v for f, v in task.items()) for r in rows):
-            continue
+    for task in todo:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             row = run_one(task)

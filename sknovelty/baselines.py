@@ -15,7 +15,6 @@ reconstructor, losses and scores.)
 import numbers
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KernelDensity

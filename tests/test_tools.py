@@ -445,6 +445,50 @@ def test_oled_protocol_keeps_the_scripts_epoch_and_adds_each_detail(tmp_path):
     values, step = bench.trajectory(row)
     assert values == [0.71, 0.91, 0.79] and step == pytest.approx(0.16, abs=1e-12)
     assert "| 3 | 0.710 | 0.910 | 0.790 | 0.160 |" in text
+    assert "lowest validation rec" not in text  # rows before the label-free record
+
+
+def test_oled_protocol_label_free_choices_of_the_model(tmp_path):
+    """``oled_protocol``'s label-free alternatives to the last epoch: the epoch with the
+    lowest mean reconstruction term on the validation inliers, and the snapshot mean of the
+    last epochs' s_avg, each epoch scaled on its own validation inliers. Hand-made terms
+    whose AUROCs are exact fractions (1e-12: sums of given floats)."""
+    bench = _benchmark_module("oled_protocol")
+    # rows 0-1: validation inliers, 2: a validation outlier, 3-4: clean inliers, 5-6: outliers
+    sets = {"val": (np.array([0, 1, 2]), np.array([0, 0, 1])),
+            "clean": (np.array([3, 4, 5, 6]), np.array([0, 0, 1, 1]))}
+
+    def terms(values):
+        v = np.asarray(values, float)
+        return dict.fromkeys(("rec", "mask", "cont"), v)  # s_avg = the scaled values
+
+    # epoch a ranks one outlier under both inliers, epoch b the other: each AUROC 0.5;
+    # their mean ranks both outliers above both inliers (reference min 0, max 1 each)
+    a = terms([0, 1, 5, 0.2, 0.6, 0.1, 0.9])
+    b = terms([0, 1, 5, 0.6, 0.2, 0.9, 0.1])
+    mean = (np.array([0.2, 0.6, 0.1, 0.9]) + np.array([0.6, 0.2, 0.9, 0.1])) / 2
+    assert np.allclose(mean, [0.4, 0.4, 0.5, 0.5])
+    assert bench.snapshot_auroc([a], sets, last=5) == pytest.approx(0.5, abs=1e-12)
+    assert bench.snapshot_auroc([a, b], sets, last=2) == pytest.approx(1.0, abs=1e-12)
+    assert bench.snapshot_auroc([b, a, b], sets, last=1) == pytest.approx(0.5, abs=1e-12)
+    # epoch_aurocs records the validation inliers' mean terms (rows 0 and 1: 0.5)
+    full = dict(sets, official=sets["clean"])
+    assert bench.epoch_aurocs(a, full)["val_inlier_terms"] == pytest.approx(
+        dict.fromkeys(("rec", "mask", "cont"), 0.5), abs=1e-12)
+
+    def epoch(val, rec, clean):
+        return {"val_scripts": {"avg": val}, "clean_exact": {"avg": clean},
+                "val_inlier_terms": {"rec": rec, "mask": 0.0, "cont": 0.0}}
+
+    row = dict(cls=2, seed=0, epochs=3, official_seen=0.6, fit_s=1.0,
+               library={"clean": {"avg": 0.8}, "official": {"avg": 0.8}},
+               snapshot={"last": 2, "avg": 0.88},
+               per_epoch=[epoch(0.9, 0.30, 0.95), epoch(0.7, 0.10, 0.85),
+                          epoch(0.8, 0.20, 0.80)])
+    got = bench.label_free(row)
+    assert got == {"last epoch": 0.80, "kept (labelled)": 0.95, "kept epoch": 0,
+                   "lowest validation rec": 0.85, "lowest rec epoch": 1, "mean of last 2": 0.88}
+    assert bench.label_free_lines([row])[-2] == "| 2 | 0.8000 | 0.9500 (0) | 0.8500 (1) | 0.8800 |"
 
 
 def test_epoch_probe_sees_each_epoch_without_changing_the_fit():
@@ -527,6 +571,11 @@ def test_run_pending_resumes_what_is_left_and_writes_each_row_as_it_finishes(tmp
     assert bench.run_pending(path, tasks, run_one, {"run": 3}, describe) == 0  # all done
     # a key field with another value is another task
     assert bench.run_pending(path, [{"cls": 1, "variant": "c"}], run_one, {}, describe) == 1
+    # the embedding benchmarks' form: (seed, set) pairs left, in order; all if no file yet
+    sets = str(tmp_path / "sets.jsonl")
+    assert bench.pending(sets, [0, 1], ["x", "y"]) == [(0, "x"), (0, "y"), (1, "x"), (1, "y")]
+    bench.append_jsonl(sets, [{"seed": 0, "set": "y"}, {"seed": 1, "set": "x"}])
+    assert bench.pending(sets, [0, 1], ["x", "y"]) == [(0, "x"), (1, "y")]
 
 
 def test_mmp_budget_records_every_nth_epoch_and_the_last_and_reports_the_gap(tmp_path):
