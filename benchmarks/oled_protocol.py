@@ -231,7 +231,7 @@ def label_free(row):
             "kept (labelled)": epochs[kept]["clean_exact"]["avg"], "kept epoch": kept,
             "lowest validation rec": epochs[lowest]["clean_exact"]["avg"],
             "lowest rec epoch": lowest,
-            f"mean of last {row['snapshot']['last']}": row["snapshot"]["avg"]}
+            "snapshot mean": row["snapshot"]["avg"]}
 
 
 def label_free_lines(group):
@@ -240,7 +240,7 @@ def label_free_lines(group):
     chosen = [(r, c) for r, c in chosen if c is not None]
     if not chosen:
         return []
-    snap = next(k for k in chosen[0][1] if k.startswith("mean of last"))
+    snap = f"mean of last {chosen[0][0]['snapshot']['last']}"
     lines = ["Per class, s_avg (exact AUROC on the held-out third) by how the model is "
              "chosen: the last epoch (the library's), the epoch the scripts keep (labelled "
              "outliers; a novelty detector cannot do this), the epoch with the lowest mean "
@@ -252,7 +252,7 @@ def label_free_lines(group):
     for r, c in chosen:
         lines.append(f"| {r['cls']} | {c['last epoch']:.4f} | {c['kept (labelled)']:.4f} "
                      f"({c['kept epoch']}) | {c['lowest validation rec']:.4f} "
-                     f"({c['lowest rec epoch']}) | {c[snap]:.4f} |")
+                     f"({c['lowest rec epoch']}) | {c['snapshot mean']:.4f} |")
     return lines + [""]
 
 

@@ -487,8 +487,10 @@ def test_oled_protocol_label_free_choices_of_the_model(tmp_path):
                           epoch(0.8, 0.20, 0.80)])
     got = bench.label_free(row)
     assert got == {"last epoch": 0.80, "kept (labelled)": 0.95, "kept epoch": 0,
-                   "lowest validation rec": 0.85, "lowest rec epoch": 1, "mean of last 2": 0.88}
+                   "lowest validation rec": 0.85, "lowest rec epoch": 1, "snapshot mean": 0.88}
     assert bench.label_free_lines([row])[-2] == "| 2 | 0.8000 | 0.9500 (0) | 0.8500 (1) | 0.8800 |"
+    assert "| class | last epoch | kept (labelled) | lowest validation rec | mean of last 2 |" \
+        in bench.label_free_lines([row])
 
 
 def test_epoch_probe_sees_each_epoch_without_changing_the_fit():
