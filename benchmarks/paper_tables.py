@@ -354,14 +354,14 @@ RUN_NOTES = {
              "0.945 with the scripts' metric and test set. A label-free choice does less: the "
              "mean of the last five epochs' s_avg gives 0.845 (+0.042); the epoch with the "
              "lowest reconstruction error on validation inliers is the last.",
-             "The same at 20 epochs on classes 3, 4, 5, 7 and 9 too (seed 0, on an AMD EPYC "
-             "of family 26 model 2; one thread, two fits at a time: not timings). Over the "
-             "seven classes run (2-5, 7-9) the last epoch averages s_avg 0.902; the kept epoch "
-             "alone adds 0.051 (s_cont 0.113), and with the scripts' metric and test set 0.961 "
-             "(paper 0.985): the protocol accounts for about 0.06 of the 0.082 gap on these "
-             "classes. Label-free choices (six classes) do not replace it: the epoch with the "
-             "lowest validation reconstruction error averages 0.023 under the last epoch, the "
-             "mean of the last five epochs' s_avg +0.006 (from -0.029 to +0.042)."],
+             "The same at 20 epochs on classes 0, 3, 4, 5, 6, 7 and 9 too (seed 0, on an AMD "
+             "EPYC of family 26 model 2; one thread, two fits at a time: not timings). Over the "
+             "nine classes run (all but 1) the last epoch averages s_avg 0.919; the kept epoch "
+             "alone adds 0.042 (s_cont 0.113), and with the scripts' metric and test set 0.968 "
+             "(paper 0.985): the protocol accounts for 0.049 of the 0.066 gap on these "
+             "classes. Label-free choices (eight classes) do not replace it: the epoch with the "
+             "lowest validation reconstruction error averages 0.017 under the last epoch, the "
+             "mean of the last five epochs' s_avg +0.007 (from -0.029 to +0.042)."],
     "mmp": ["`MMP 75%` and `MMP 0%` were rerun with the current code on an AMD EPYC of "
             "family 23 model 49 (torch's AVX2 kernels) into a scratch folder and merged here. "
             "Their earlier rows, from another session's machine also named AMD EPYC, had "
