@@ -324,7 +324,7 @@ RUN_NOTES = {
              "0.994 / 0.923. Over the nine classes run at both budgets (0 and 2-9) OLED's "
              "s_avg is 0.913 at 20 epochs against 0.926 at 5 (s_cont 0.681 against 0.799), "
              "the AE's 0.945 against 0.934, and OLED is under its AE on eight of the nine "
-             "(it leads on class 3). Class 1 has no 20-epoch row.",
+             "(it leads on class 3).",
              "Class 1 at the default 20 epochs too (seed 0, on an AMD EPYC of family 26 model "
              "2, AVX-512; one thread beside another one-thread benchmark: 1,545 s the OLED fit, "
              "218 s the AE's, not timings): OLED's s_avg 0.999 (5 epochs: 0.998), s_cont 0.980 "
